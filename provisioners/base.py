@@ -1,0 +1,201 @@
+"""What the engine needs from a cloud, in words that are not any one cloud's.
+
+The engine (plan, apply, bootstrap) talks only to `Provisioner`. The CloudStack
+implementation lives in `provisioners/cloudstack/`; an exoscale API v2 one fits the
+same interface. Batch methods take lists because every cloud is faster when many
+slow operations are in flight at once; how they are waited on is the provisioner's
+business (CloudStack: async jobs polled together).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from stackfleet.security_groups.rules import Rule
+
+CLUSTER_TAG = "stackfleet:cluster"
+ROLE_TAG = "stackfleet:role"
+EXPIRES_TAG = "stackfleet:expires"
+LOCK_TAG = "stackfleet:lock"
+
+
+@dataclass(frozen=True)
+class Zone:
+    id: str
+    name: str
+    # True when a machine's private IP is known as soon as it is created, before it
+    # boots (CloudStack advanced zones): the `allocate` bootstrap can then render
+    # final userdata before the first boot.
+    ip_known_at_create: bool
+    # Largest userdata the cloud accepts, counted in base64 characters.
+    userdata_limit: int
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Size:
+    id: str
+    name: str
+    cpus: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class Machine:
+    id: str
+    name: str
+    role: str
+    state: str  # "Running", "Stopped", "Starting", "Stopping", "Error", "Destroyed", ...
+    private_ip: str | None
+    public_ip: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManagedRule:
+    """A rule as it exists in the cloud, with its id and whether stackfleet made it."""
+
+    id: str
+    rule: Rule
+    managed: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    name: str
+    rules: tuple[ManagedRule, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SSHKey:
+    name: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class SpreadGroup:
+    """Machines in one spread group land on different hosts (anti-affinity)."""
+
+    id: str
+    name: str
+
+
+@dataclass
+class LiveState:
+    """Everything the cloud holds for one cluster, found by tags and by names."""
+
+    cluster: str
+    machines: list[Machine] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
+    keys: list[SSHKey] = field(default_factory=list)
+    spread_groups: list[SpreadGroup] = field(default_factory=list)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.machines or self.groups or self.keys or self.spread_groups)
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    name: str
+    role: str
+    zone_id: str
+    image_id: str
+    size_id: str
+    disk_gb: int | None
+    group_names: tuple[str, ...]
+    key_name: str
+    userdata: str  # plain text; the provisioner encodes it as the cloud wants
+    spread_group: str | None
+    start: bool
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    name: str
+    machines: int
+    expires: str | None
+
+
+class Provisioner(abc.ABC):
+    """One cloud account. Methods raise stackfleet.errors types, never provider ones."""
+
+    # --- lookups (read-only) -------------------------------------------------
+    @abc.abstractmethod
+    def find_zone(self, name_or_id: str) -> Zone: ...
+
+    @abc.abstractmethod
+    def find_image(self, zone: Zone, name_or_id: str) -> Image: ...
+
+    @abc.abstractmethod
+    def find_size(self, zone: Zone, name_or_id: str) -> Size: ...
+
+    @abc.abstractmethod
+    def machine_headroom(self) -> int | None:
+        """How many more machines the account may create, or None if unlimited."""
+
+    @abc.abstractmethod
+    def live_state(self, cluster: str) -> LiveState: ...
+
+    @abc.abstractmethod
+    def list_clusters(self) -> list[ClusterSummary]: ...
+
+    # --- mutations (each idempotent where the cloud allows) ------------------
+    @abc.abstractmethod
+    def import_ssh_key(self, name: str, public_key: str) -> SSHKey: ...
+
+    @abc.abstractmethod
+    def create_group(self, name: str, description: str, tags: Mapping[str, str]) -> Group: ...
+
+    @abc.abstractmethod
+    def change_rules(
+        self,
+        additions: Mapping[str, Sequence[Rule]],
+        removals: Sequence[str],
+        tags: Mapping[str, str],
+    ) -> None:
+        """Add rules per group name (source groups by name), revoke rules by id."""
+
+    @abc.abstractmethod
+    def create_spread_group(self, name: str) -> SpreadGroup: ...
+
+    @abc.abstractmethod
+    def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
+        """Create machines concurrently; returns them with whatever IP is known yet."""
+
+    @abc.abstractmethod
+    def set_userdata(self, userdata: Mapping[str, str]) -> None:
+        """Replace userdata of stopped machines, by machine id."""
+
+    @abc.abstractmethod
+    def start_machines(self, ids: Sequence[str]) -> list[Machine]: ...
+
+    @abc.abstractmethod
+    def stop_machines(self, ids: Sequence[str]) -> list[Machine]: ...
+
+    @abc.abstractmethod
+    def destroy_machines(self, ids: Sequence[str]) -> None:
+        """Destroy and expunge: nothing of them may stay behind."""
+
+    @abc.abstractmethod
+    def delete_groups(self, ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_ssh_key(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_spread_group(self, id: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
+        """Set (or, with None, remove) cluster-wide tags such as the lock and the expiry."""
