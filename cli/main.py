@@ -17,12 +17,12 @@ from stackfleet import __version__
 # table, so listing commands imports none of their modules.
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("stackfleet.cli.spec_cmds:init", "Write a commented cluster spec to start from."),
-    "validate": ("stackfleet.cli.spec_cmds:validate", "Check a spec and every document it renders."),
+    "validate": ("stackfleet.cli.spec_cmds:validate", "Check a spec and all it renders."),
     "schema": ("stackfleet.cli.spec_cmds:schema", "Print the spec's JSON Schema."),
     "render": ("stackfleet.cli.spec_cmds:render", "Show the cloud-config each node gets."),
     "plan": ("stackfleet.cli.cluster_cmds:plan", "Show what `up` would create, change or delete."),
     "up": ("stackfleet.cli.cluster_cmds:up", "Create or repair the cluster to match the spec."),
-    "status": ("stackfleet.cli.cluster_cmds:status", "Show the cluster's nodes as the cloud has them."),
+    "status": ("stackfleet.cli.cluster_cmds:status", "Show the nodes as the cloud has them."),
     "list": ("stackfleet.cli.cluster_cmds:list_clusters", "List the clusters in the account."),
     "down": ("stackfleet.cli.cluster_cmds:down", "Delete everything tagged with the cluster."),
     "ssh": ("stackfleet.cli.ssh_cmd:ssh", "Open a shell or run a command on a node."),

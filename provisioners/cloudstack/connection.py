@@ -1,0 +1,271 @@
+"""The one place that talks HTTP to a CloudStack API: signing, POST, errors, retries.
+
+Built on libcloud's CloudStackConnection (its HTTP session, TLS and JSON handling).
+What we change: every parameter, query and form body alike, is covered by one
+signature (CloudStack checks both), userdata goes in a POST body (GET caps it near
+3 KB), and errors become stackfleet's typed errors carrying the API's errorcode.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+from stackfleet.errors import CloudError, CredentialsError, Unreachable
+from stackfleet.provisioners.cloudstack.signing import expiry_params, sign
+from stackfleet.provisioners.credentials import Credentials
+
+log = logging.getLogger("stackfleet.cloudstack")
+
+# Commands that only read: any failure can be retried without a second thought.
+READ_ONLY_PREFIXES = ("list", "query", "get")
+_RETRY_AFTER = re.compile(r"retry after (\d+) ?ms", re.IGNORECASE)
+
+
+class RetryableError(CloudError):
+    """A transport failure or 5xx: the call may or may not have taken effect."""
+
+
+class RateLimited(CloudError):
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, code=429)
+        self.retry_after_s = retry_after_s
+
+
+def _redacted(params: Mapping[str, str]) -> dict[str, str]:
+    shown = {}
+    for name, value in params.items():
+        low = name.lower()
+        if low in ("apikey", "signature"):
+            continue
+        shown[name] = f"<{len(value)} chars>" if low in ("userdata", "publickey") else value
+    return shown
+
+
+class CloudStackAPI:
+    """Thread-safe: each thread gets its own libcloud connection."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        timeout_s: float = 60.0,
+        max_attempts: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+        use_expiry: bool = True,
+    ) -> None:
+        url = urlparse(credentials.endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise CredentialsError(
+                f"{credentials.source}: endpoint {credentials.endpoint!r} is not an http(s) URL"
+            )
+        self._creds = credentials
+        self._secure = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port or (443 if self._secure else 80)
+        self._path = url.path or "/client/api"
+        self._timeout = timeout_s
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._use_expiry = use_expiry
+        self._local = threading.local()
+        self.calls = 0  # every HTTP request sent, for benchmarks and tests
+        self._count_lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return self._creds.endpoint
+
+    # --- public -------------------------------------------------------------
+    def call(
+        self, command: str, params: Mapping[str, Any] | None = None, post: bool = False
+    ) -> dict[str, Any]:
+        """One API command; retries what is safe to retry; returns the unwrapped body."""
+        safe = command.startswith(READ_ONLY_PREFIXES)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._send(command, params or {}, post)
+            except RateLimited as exc:
+                # Throttling refuses before doing anything: always safe to retry.
+                if attempt >= self._max_attempts * 2:
+                    raise
+                self._sleep(exc.retry_after_s + random.uniform(0, 0.05))
+            except RetryableError:
+                if not safe or attempt >= self._max_attempts:
+                    raise
+                self._sleep(min(0.2 * 2**attempt, 5.0))
+
+    def list_all(
+        self, command: str, key: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """All pages of a list command. An empty list is `{}` with no count."""
+        items: list[dict[str, Any]] = []
+        page, pagesize = 1, 500
+        while True:
+            body = self.call(command, {**(params or {}), "page": page, "pagesize": pagesize})
+            batch = body.get(key, [])
+            items.extend(batch)
+            if len(batch) < pagesize or len(items) >= int(body.get("count", 0)):
+                return items
+            page += 1
+
+    # --- transport ----------------------------------------------------------
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            from libcloud.common.cloudstack import CloudStackConnection
+
+            conn = CloudStackConnection(
+                self._creds.key,
+                self._creds.secret,
+                secure=self._secure,
+                host=self._host,
+                port=self._port,
+                timeout=self._timeout,
+            )
+            # libcloud would sign again in pre_connect_hook and add its own defaults,
+            # and would raise its own errors: we read status and body ourselves.
+            conn.add_default_params = lambda params: params
+            conn.pre_connect_hook = lambda params, headers: (params, headers)
+            conn.responseCls = _plain_response_class()
+            self._local.conn = conn
+        return conn
+
+    def _send(self, command: str, params: Mapping[str, Any], post: bool) -> dict[str, Any]:
+        from libcloud.common.types import LibcloudError
+
+        full = {k: _as_text(v) for k, v in params.items() if v is not None}
+        full.update({"command": command, "response": "json", "apikey": self._creds.key})
+        if self._use_expiry:
+            full.update(expiry_params())
+        full["signature"] = sign(full, self._creds.secret)
+        conn = self._connection()
+        started = time.monotonic()
+        with self._count_lock:
+            self.calls += 1
+        try:
+            if post:
+                response = conn.request(
+                    action=self._path,
+                    params={},
+                    data=urlencode(full),
+                    method="POST",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    retry_failed=False,
+                )
+            else:
+                response = conn.request(
+                    action=self._path, params=full, method="GET", retry_failed=False
+                )
+            status, body = int(response.status), response.body or ""
+            headers = {k.lower(): v for k, v in dict(response.headers or {}).items()}
+        except (OSError, LibcloudError) as exc:
+            self._local.conn = None  # a broken socket must not be reused
+            log.debug("%s failed in transport: %s", command, type(exc).__name__)
+            if isinstance(exc, ConnectionRefusedError):
+                raise Unreachable(
+                    f"cannot reach the CloudStack API at {self.endpoint} (connection refused)"
+                ) from None
+            raise RetryableError(
+                f"{command}: connection to {self.endpoint} failed ({type(exc).__name__})",
+                command=command,
+            ) from None
+        log.debug(
+            "%s %s -> %s in %.0f ms",
+            command,
+            _redacted(full),
+            status,
+            (time.monotonic() - started) * 1000,
+        )
+        return self._unwrap(command, status, body, headers)
+
+    def _unwrap(
+        self, command: str, status: int, body: str, headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        import json
+
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            data = None
+        wrapper = f"{command.lower()}response"
+        inner = data.get(wrapper) if isinstance(data, dict) else None
+        if inner is None and isinstance(data, dict) and len(data) == 1:
+            inner = next(iter(data.values()))  # error bodies of unknown commands
+        if status == 200 and isinstance(inner, dict):
+            return inner
+        errortext = inner.get("errortext", "") if isinstance(inner, dict) else ""
+        code = int(inner.get("errorcode", status)) if isinstance(inner, dict) else status
+        if status == 429 or code == 429:
+            match = _RETRY_AFTER.search(errortext)
+            wait = int(match.group(1)) / 1000 if match else 1.0
+            raise RateLimited(f"{command}: throttled by the cloud", retry_after_s=wait)
+        if status == 401:
+            raise CredentialsError(self._explain_401(command, errortext, headers)) from None
+        if status in (500, 502, 503, 504):
+            # Not one of CloudStack's own codes (530-537): a proxy or server fault.
+            raise RetryableError(f"{command}: HTTP {status} from the cloud", code=status)
+        if status == 530 and command.startswith(READ_ONLY_PREFIXES):
+            raise RetryableError(f"{command}: {errortext or 'server error'} (530)", code=530)
+        text = errortext or f"HTTP {status}"
+        raise CloudError(f"{command}: {text} ({code})", code=code, command=command)
+
+    def _explain_401(self, command: str, errortext: str, headers: Mapping[str, str]) -> str:
+        skew = _clock_skew_s(headers)
+        if skew is not None and abs(skew) > 300:
+            return (
+                f"{command}: the cloud refused the request's signature; this machine's clock is "
+                f"{abs(skew):.0f} s {'behind' if skew > 0 else 'ahead of'} the server's: fix the "
+                "clock (signatures expire)"
+            )
+        detail = f" ({errortext})" if errortext else ""
+        return (
+            f"{command}: the cloud refused the API key or signature (401){detail}: check "
+            f"the key and secret from {self._creds.source}"
+        )
+
+
+_PLAIN: Any = None
+
+
+def _plain_response_class() -> Any:
+    """A libcloud Response that accepts any status: errors are ours to interpret."""
+    global _PLAIN
+    if _PLAIN is None:
+        from libcloud.common.base import Response
+
+        class PlainResponse(Response):  # type: ignore[misc]
+            def success(self) -> bool:
+                return True
+
+            def parse_body(self) -> Any:
+                return self.body
+
+        _PLAIN = PlainResponse
+    return _PLAIN
+
+
+def _clock_skew_s(headers: Mapping[str, str]) -> float | None:
+    from email.utils import parsedate_to_datetime
+
+    date = headers.get("date")
+    if not date:
+        return None
+    try:
+        server = parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return server - time.time()
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,338 @@
+"""The cluster spec: YAML in, a validated `Spec` out, every problem reported at once.
+
+The JSON Schema below is the single description of the format: `stackfleet schema`
+prints it, and `_check_against_schema` walks it, so the two never disagree. Checks a
+schema cannot express (an even etcd count, overlapping CIDRs) follow in `_semantic_checks`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stackfleet.errors import BadInput, SpecError
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
+DURATION_PATTERN = r"^[0-9]+[mhd]$"
+FLAVORS = ("flatcar", "ubuntu")
+STRATEGIES = ("auto", "allocate", "reboot", "ssh")
+DEFAULT_TEMPLATES = {
+    "flatcar": "Flatcar Container Linux stable",
+    "ubuntu": "Ubuntu 24.04 LTS",
+}
+# spec key -> machine role (as tagged on machines and used in names)
+ROLE_KEYS = {"etcd": "etcd", "control": "control", "workers": "worker"}
+
+_role_schema: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "count": {"type": "integer", "minimum": 0, "maximum": 200},
+        "template": {"type": "string", "minLength": 1, "description": "name or id"},
+        "offering": {"type": "string", "minLength": 1, "description": "name or id"},
+        "disk_gb": {"type": "integer", "minimum": 8, "maximum": 4096},
+    },
+    "required": ["count"],
+}
+_cidr_list = {"type": "array", "items": {"type": "string", "format": "cidr"}}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://stackfleet.invalid/schema/cluster-spec.json",
+    "title": "stackfleet cluster spec",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "cloud", "roles"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "cluster name: lower-case letters, digits and '-', 2-24 chars",
+        },
+        "cloud": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["zone"],
+            "properties": {
+                "profile": {
+                    "type": "string",
+                    "description": "'simulator', or a section of the cloudstack.ini file",
+                },
+                "endpoint": {"type": "string", "pattern": "^https?://"},
+                "zone": {"type": "string", "minLength": 1, "description": "name or id"},
+                "bootstrap": {"type": "string", "enum": list(STRATEGIES)},
+                "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
+                "timeout_s": {"type": "integer", "minimum": 30, "maximum": 7200},
+            },
+        },
+        "os": {"type": "string", "enum": list(FLAVORS)},
+        "roles": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["etcd"],
+            "properties": {key: _role_schema for key in ROLE_KEYS},
+        },
+        "network": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "pod_cidr": {"type": "string", "format": "cidr"},
+                "service_cidr": {"type": "string", "format": "cidr"},
+                "flannel_backend": {"type": "string", "enum": ["vxlan", "host-gw"]},
+            },
+        },
+        "access": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "ssh_cidrs": _cidr_list,
+                "api_cidrs": _cidr_list,
+                "nodeport_cidrs": _cidr_list,
+            },
+        },
+        "kubernetes": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"version": {"type": "string", "pattern": r"^1\.[0-9]+\.[0-9]+$"}},
+        },
+        "artifacts": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "base_url": {
+                    "type": "string",
+                    "pattern": "^https?://",
+                    "description": "a mirror serving the upstream file names",
+                }
+            },
+        },
+        "ttl": {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "expiry after `up`, e.g. 90m, 2h, 1d; `down --expired` removes it",
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: str  # machine role: etcd | control | worker
+    count: int
+    template: str
+    offering: str
+    disk_gb: int | None
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    profile: str | None
+    endpoint: str | None
+    zone: str
+    bootstrap: str
+    concurrency: int
+    timeout_s: int
+    os: str
+    roles: tuple[RoleSpec, ...]
+    pod_cidr: str
+    service_cidr: str
+    flannel_backend: str
+    ssh_cidrs: tuple[str, ...]
+    api_cidrs: tuple[str, ...]
+    nodeport_cidrs: tuple[str, ...]
+    kubernetes_version: str
+    artifacts_base_url: str | None
+    ttl_seconds: int | None
+    source: str = field(default="<spec>", compare=False)
+
+    def role(self, role: str) -> RoleSpec | None:
+        return next((r for r in self.roles if r.role == role), None)
+
+    def machine_names(self) -> list[tuple[str, str]]:
+        """(name, role) of every machine, etcd first: the order they are created in."""
+        return [
+            (f"{self.name}-{r.role}-{i}", r.role) for r in self.roles for i in range(1, r.count + 1)
+        ]
+
+
+def parse_duration(text: str) -> int:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    return int(text[:-1]) * units[text[-1]]
+
+
+def load_spec(path: Path) -> Spec:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise BadInput(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_spec(data, source=str(path))
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Spec:
+    problems: list[tuple[str, str]] = []
+    _check_against_schema(data, SCHEMA, "", problems)
+    _semantic_checks(data, problems)
+    if problems:
+        raise SpecError(source, problems)
+    return _build(data, source)
+
+
+def _check_against_schema(
+    value: Any, schema: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
+) -> None:
+    where = path or "(top level)"
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            problems.append((where, "must be a mapping"))
+            return
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                problems.append((_join(path, key), "is required"))
+        for key, item in value.items():
+            sub = _join(path, str(key))
+            if key not in props:
+                hint = _did_you_mean(str(key), props)
+                problems.append((sub, f"unknown key{hint}"))
+            else:
+                _check_against_schema(item, props[key], sub, problems)
+    elif kind == "array":
+        if not isinstance(value, list):
+            problems.append((where, "must be a list"))
+            return
+        for i, item in enumerate(value):
+            _check_against_schema(item, schema["items"], f"{path}[{i}]", problems)
+    elif kind == "integer":
+        if not _is_int(value):
+            problems.append((where, f"must be a whole number, not {value!r}"))
+        elif value < schema.get("minimum", value) or value > schema.get("maximum", value):
+            problems.append((where, f"must be between {schema['minimum']} and {schema['maximum']}"))
+    elif kind == "string":
+        if not isinstance(value, str):
+            problems.append((where, f"must be a string, not {value!r}"))
+        elif "enum" in schema and value not in schema["enum"]:
+            problems.append((where, f"must be one of {', '.join(schema['enum'])}"))
+        elif "pattern" in schema and not re.search(schema["pattern"], value):
+            problems.append((where, f"{value!r} does not match {schema['pattern']}"))
+        elif schema.get("format") == "cidr" and _bad_cidr(value):
+            problems.append((where, f"{value!r} is not a CIDR such as 10.0.0.0/16"))
+        elif len(value) < schema.get("minLength", 0):
+            problems.append((where, "must not be empty"))
+
+
+def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
+    """Cross-field checks; each runs only on the parts that passed the schema."""
+    if not isinstance(data, dict):
+        return
+    roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
+    counts = {
+        key: item.get("count")
+        for key, item in roles.items()
+        if isinstance(item, dict) and _is_int(item.get("count"))
+    }
+    if "etcd" in counts and counts["etcd"] % 2 == 0:
+        problems.append(
+            ("roles.etcd.count", f"{counts['etcd']} is even: use an odd count (1, 3, 5)")
+        )
+    if counts.get("workers", 0) and not counts.get("control", 0):
+        problems.append(("roles.control.count", "workers need at least one control node"))
+    if counts.get("control", 0) > 1:
+        problems.append(("roles.control.count", "one control node is supported (HA: not yet)"))
+    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    pod = net.get("pod_cidr", DEFAULT_POD_CIDR)
+    svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)
+    if _overlap(pod, svc):
+        problems.append(("network.service_cidr", f"{svc} overlaps network.pod_cidr {pod}"))
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    if not (isinstance(a, str) and isinstance(b, str)) or _bad_cidr(a) or _bad_cidr(b):
+        return False
+    return ipaddress.ip_network(a, strict=False).overlaps(ipaddress.ip_network(b, strict=False))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_KUBERNETES = "1.31.4"
+
+
+def _build(data: dict[str, Any], source: str) -> Spec:
+    cloud = data["cloud"]
+    flavor = data.get("os", "flatcar")
+    roles = []
+    for key, role in ROLE_KEYS.items():
+        item = data["roles"].get(key)
+        if not item or not item["count"]:
+            continue
+        roles.append(
+            RoleSpec(
+                role=role,
+                count=item["count"],
+                template=item.get("template", DEFAULT_TEMPLATES[flavor]),
+                offering=item.get("offering", "Medium" if role != "worker" else "Large"),
+                disk_gb=item.get("disk_gb"),
+            )
+        )
+    net = data.get("network", {})
+    access = data.get("access", {})
+    ttl = data.get("ttl")
+    return Spec(
+        name=data["name"],
+        profile=cloud.get("profile"),
+        endpoint=cloud.get("endpoint"),
+        zone=cloud["zone"],
+        bootstrap=cloud.get("bootstrap", "auto"),
+        concurrency=cloud.get("concurrency", 8),
+        timeout_s=cloud.get("timeout_s", 1800),
+        os=flavor,
+        roles=tuple(roles),
+        pod_cidr=net.get("pod_cidr", DEFAULT_POD_CIDR),
+        service_cidr=net.get("service_cidr", DEFAULT_SERVICE_CIDR),
+        flannel_backend=net.get("flannel_backend", "vxlan"),
+        ssh_cidrs=tuple(access.get("ssh_cidrs", [])),
+        api_cidrs=tuple(access.get("api_cidrs", [])),
+        nodeport_cidrs=tuple(access.get("nodeport_cidrs", [])),
+        kubernetes_version=data.get("kubernetes", {}).get("version", DEFAULT_KUBERNETES),
+        artifacts_base_url=data.get("artifacts", {}).get("base_url"),
+        ttl_seconds=parse_duration(ttl) if ttl else None,
+        source=source,
+    )
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _bad_cidr(text: str) -> bool:
+    if "/" not in text:
+        return True
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return True
+    return False
+
+
+def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(choices)})"
