@@ -162,9 +162,11 @@ class Provisioner(abc.ABC):
         self,
         additions: Mapping[str, Sequence[Rule]],
         removals: Sequence[str],
+        adopt: Sequence[str],
         tags: Mapping[str, str],
     ) -> None:
-        """Add rules per group name (source groups by name), revoke rules by id."""
+        """Add rules per group name (source groups by name) and mark them as ours;
+        revoke rules by id; mark existing rules (by id) as ours."""
 
     @abc.abstractmethod
     def create_spread_group(self, name: str) -> SpreadGroup: ...

@@ -32,9 +32,7 @@ def canonical_string(params: Mapping[str, str]) -> str:
 
 def sign(params: Mapping[str, str], secret: str) -> str:
     unsigned = {k: v for k, v in params.items() if k != "signature"}
-    digest = hmac.new(
-        secret.encode(), canonical_string(unsigned).encode(), hashlib.sha1
-    ).digest()
+    digest = hmac.new(secret.encode(), canonical_string(unsigned).encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
 

@@ -1,0 +1,444 @@
+"""The CloudStack implementation of the Provisioner interface.
+
+Reads are plain list calls; slow mutations are async jobs run through JobRunner, which
+polls them together. After a batch, one list call shows every resource's state, and
+only the jobs whose resource looks wrong are asked for their error.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stackfleet.errors import CloudError, JobFailed, LimitExceeded
+from stackfleet.provisioners import naming
+from stackfleet.provisioners.base import (
+    CLUSTER_TAG,
+    ROLE_TAG,
+    ClusterSummary,
+    Group,
+    Image,
+    LiveState,
+    Machine,
+    MachineRequest,
+    ManagedRule,
+    Provisioner,
+    Size,
+    SpreadGroup,
+    SSHKey,
+    Zone,
+)
+from stackfleet.provisioners.cloudstack import lookups
+from stackfleet.provisioners.cloudstack.connection import CloudStackAPI, RetryableError
+from stackfleet.provisioners.cloudstack.jobs import JobRunner, Progress, Submission
+from stackfleet.security_groups.rules import Rule
+
+log = logging.getLogger("stackfleet.cloudstack")
+
+# How often a failed deploy job is retried (the failed VM is expunged first).
+DEPLOY_ATTEMPTS = 3
+
+
+def _tags(item: Mapping[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in item.get("tags", []) or []}
+
+
+def _tag_params(tags: Mapping[str, str]) -> dict[str, str]:
+    params = {}
+    for i, (key, value) in enumerate(sorted(tags.items())):
+        params[f"tags[{i}].key"] = key
+        params[f"tags[{i}].value"] = value
+    return params
+
+
+def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
+    nics = vm.get("nic") or []
+    ip = next((n.get("ipaddress") for n in nics if n.get("ipaddress")), None)
+    return Machine(
+        id=vm["id"],
+        name=vm["name"],
+        role=role,
+        state=vm.get("state", "Unknown"),
+        private_ip=ip,
+        public_ip=vm.get("publicip"),
+        tags=_tags(vm),
+    )
+
+
+def _to_rule(r: Mapping[str, Any]) -> Rule:
+    return Rule(
+        protocol=str(r.get("protocol", "")).lower(),
+        start_port=int(r.get("startport", 0)),
+        end_port=int(r.get("endport", 0)),
+        cidr=r.get("cidr") or None,
+        source_group=r.get("securitygroupname") or None,
+    )
+
+
+class CloudStackProvisioner(Provisioner):
+    def __init__(
+        self,
+        api: CloudStackAPI,
+        concurrency: int = 8,
+        timeout_s: float = 1800,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self.api = api
+        self.timeout_s = timeout_s
+        self.jobs = JobRunner(api, concurrency=concurrency, on_progress=on_progress)
+        self._account: str | None = None
+
+    # --- lookups ----------------------------------------------------------------
+    def find_zone(self, name_or_id: str) -> Zone:
+        return lookups.find_zone(self.api, name_or_id)
+
+    def find_image(self, zone: Zone, name_or_id: str, field: str = "template") -> Image:
+        return lookups.find_image(self.api, zone, name_or_id, field)
+
+    def find_size(self, zone: Zone, name_or_id: str, field: str = "offering") -> Size:
+        return lookups.find_size(self.api, name_or_id, field)
+
+    def machine_headroom(self) -> int | None:
+        return lookups.machine_headroom(self.api)
+
+    def _machines(self, cluster: str) -> list[Machine]:
+        found = []
+        for vm in self.api.list_all("listVirtualMachines", "virtualmachine", {"keyword": cluster}):
+            role = naming.role_from_machine_name(cluster, vm["name"])
+            if _tags(vm).get(CLUSTER_TAG) == cluster or role:
+                found.append(_to_machine(vm, _tags(vm).get(ROLE_TAG) or role or "unknown"))
+        return found
+
+    def live_state(self, cluster: str) -> LiveState:
+        groups = []
+        cluster_tags: dict[str, str] = {}
+        for sg in self.api.list_all("listSecurityGroups", "securitygroup", {"keyword": cluster}):
+            role = naming.role_from_group_name(cluster, sg["name"])
+            if _tags(sg).get(CLUSTER_TAG) != cluster and not role:
+                continue
+            self._account = sg.get("account", self._account)
+            rules = tuple(
+                ManagedRule(
+                    id=r["ruleid"], rule=_to_rule(r), managed=_tags(r).get(CLUSTER_TAG) == cluster
+                )
+                for r in sg.get("ingressrule", []) or []
+            )
+            groups.append(Group(id=sg["id"], name=sg["name"], rules=rules, tags=_tags(sg)))
+            if role == "etcd":
+                cluster_tags = _tags(sg)
+        keys = [
+            SSHKey(name=k["name"], fingerprint=k.get("fingerprint", ""))
+            for k in self.api.list_all(
+                "listSSHKeyPairs", "sshkeypair", {"name": naming.key_name(cluster)}
+            )
+        ]
+        spread = [
+            SpreadGroup(id=a["id"], name=a["name"])
+            for a in self.api.list_all(
+                "listAffinityGroups", "affinitygroup", {"name": naming.spread_group_name(cluster)}
+            )
+        ]
+        return LiveState(
+            cluster=cluster,
+            machines=self._machines(cluster),
+            groups=groups,
+            keys=keys,
+            spread_groups=spread,
+            tags=cluster_tags,
+        )
+
+    def list_clusters(self) -> list[ClusterSummary]:
+        groups = self.api.list_all(
+            "listSecurityGroups", "securitygroup", _tag_params({ROLE_TAG: "etcd"})
+        )
+        vms = self.api.list_all("listVirtualMachines", "virtualmachine")
+        summaries = []
+        for sg in groups:
+            tags = _tags(sg)
+            name = tags.get(CLUSTER_TAG)
+            if not name:
+                continue
+            count = sum(1 for vm in vms if _tags(vm).get(CLUSTER_TAG) == name)
+            summaries.append(ClusterSummary(name, count, tags.get("stackfleet:expires")))
+        return sorted(summaries, key=lambda s: s.name)
+
+    # --- keys, groups, rules ----------------------------------------------------
+    def import_ssh_key(self, name: str, public_key: str) -> SSHKey:
+        body = self.api.call(
+            "registerSSHKeyPair", {"name": name, "publickey": public_key}, post=True
+        )
+        pair = body.get("keypair", body)
+        return SSHKey(name=pair.get("name", name), fingerprint=pair.get("fingerprint", ""))
+
+    def create_group(self, name: str, description: str, tags: Mapping[str, str]) -> Group:
+        try:
+            body = self.api.call("createSecurityGroup", {"name": name, "description": description})
+        except RetryableError:
+            # The group may have been created before the connection broke: look first.
+            existing = self.api.list_all(
+                "listSecurityGroups", "securitygroup", {"securitygroupname": name}
+            )
+            if not existing:
+                raise
+            body = {"securitygroup": existing[0]}
+        sg = body.get("securitygroup", body)
+        self._account = sg.get("account", self._account)
+        self._tag("SecurityGroup", [sg["id"]], tags)
+        return Group(id=sg["id"], name=sg["name"], tags=dict(tags))
+
+    def change_rules(
+        self,
+        additions: Mapping[str, Sequence[Rule]],
+        removals: Sequence[str],
+        adopt: Sequence[str],
+        tags: Mapping[str, str],
+    ) -> None:
+        self._tag("SecurityGroupRule", adopt, tags)
+        subs = [
+            Submission(f"{group}: {rule.describe()}", self._authorizer(group, rule))
+            for group, rules in additions.items()
+            for rule in rules
+        ] + [Submission(f"revoke {rid}", self._revoker(rid)) for rid in removals]
+        if not subs:
+            return
+        done = self.jobs.run(subs, self.timeout_s, "security group rules")
+        for key, jobid in done.items():
+            try:
+                self.jobs.result(jobid)
+            except JobFailed as exc:
+                raise CloudError(f"{key}: {exc}", code=exc.code) from None
+        if additions:
+            self.tag_unmanaged_rules(list(additions), tags)
+
+    def tag_unmanaged_rules(self, group_names: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Mark rules in our groups that match a wanted rule but carry no tag yet."""
+        untagged = []
+        for name in group_names:
+            for sg in self.api.list_all(
+                "listSecurityGroups", "securitygroup", {"securitygroupname": name}
+            ):
+                untagged += [r["ruleid"] for r in sg.get("ingressrule", []) or [] if not _tags(r)]
+        self._tag("SecurityGroupRule", untagged, tags)
+
+    def _authorizer(self, group: str, rule: Rule) -> Any:
+        params: dict[str, Any] = {
+            "securitygroupname": group,
+            "protocol": rule.protocol,
+            "startport": rule.start_port,
+            "endport": rule.end_port,
+        }
+        if rule.cidr is not None:
+            params["cidrlist"] = rule.cidr
+        else:
+            params["usersecuritygrouplist[0].account"] = self._account_name()
+            params["usersecuritygrouplist[0].group"] = rule.source_group
+        return lambda: self.api.call("authorizeSecurityGroupIngress", params)["jobid"]
+
+    def _revoker(self, rule_id: str) -> Any:
+        return lambda: self.api.call("revokeSecurityGroupIngress", {"id": rule_id})["jobid"]
+
+    def _account_name(self) -> str:
+        if self._account is None:
+            accounts = self.api.call("listAccounts", {}).get("account", [])
+            self._account = accounts[0]["name"] if accounts else ""
+        return self._account
+
+    def create_spread_group(self, name: str) -> SpreadGroup:
+        body = self.api.call("createAffinityGroup", {"name": name, "type": "host anti-affinity"})
+        result = self.jobs.wait_one(body["jobid"], self.timeout_s, f"affinity group {name}")
+        group = result.get("affinitygroup", result)
+        return SpreadGroup(id=group["id"], name=group["name"])
+
+    def _tag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        if not ids or not tags:
+            return
+        body = self.api.call(
+            "createTags",
+            {"resourcetype": resource_type, "resourceids": ",".join(ids), **_tag_params(tags)},
+        )
+        self.jobs.wait_one(body["jobid"], self.timeout_s, f"tags on {resource_type}")
+
+    def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
+        groups = self.api.list_all(
+            "listSecurityGroups",
+            "securitygroup",
+            {"securitygroupname": naming.group_name(cluster, "etcd")},
+        )
+        if not groups:
+            return
+        sg = groups[0]
+        current = _tags(sg)
+        stale = {k: current[k] for k, v in tags.items() if k in current and current[k] != v}
+        if stale:
+            body = self.api.call(
+                "deleteTags",
+                {"resourcetype": "SecurityGroup", "resourceids": sg["id"], **_tag_params(stale)},
+            )
+            self.jobs.wait_one(body["jobid"], self.timeout_s, "removing cluster tags")
+        new = {k: v for k, v in tags.items() if v is not None and current.get(k) != v}
+        self._tag("SecurityGroup", [sg["id"]], new)
+
+    # --- machines ---------------------------------------------------------------
+    def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
+        if not requests:
+            return []
+        headroom = self.machine_headroom()
+        if headroom is not None and headroom < len(requests):
+            raise LimitExceeded(
+                f"the account may create {headroom} more VMs but the cluster needs "
+                f"{len(requests)} more: {len(requests) - headroom} missing (raise the "
+                "account's VM limit or lower the counts)"
+            )
+        pending = {r.name: r for r in requests}
+        for _ in range(DEPLOY_ATTEMPTS):
+            subs = [Submission(r.name, self._deployer(r)) for r in pending.values()]
+            done = self.jobs.run(subs, self.timeout_s, f"{len(subs)} VMs to deploy")
+            by_name = {vm["name"]: vm for vm in self._list_vms(list(pending))}
+            failed: dict[str, str] = {}
+            for name, request in list(pending.items()):
+                vm = by_name.get(name)
+                want = "Running" if request.start else "Stopped"
+                if vm is not None and vm.get("state") == want:
+                    del pending[name]
+                    continue
+                failed[name] = self._failure_reason(done.get(name))
+            if not pending:
+                break
+            log.info("deploy failed for %s; retrying", ", ".join(sorted(failed)))
+            broken = [by_name[n]["id"] for n in pending if n in by_name]
+            self.destroy_machines(broken)
+        if pending:
+            reasons = "; ".join(f"{n}: {failed[n]}" for n in sorted(pending))
+            raise CloudError(f"could not deploy {len(pending)} VM(s): {reasons}")
+        for role in sorted({r.role for r in requests}):
+            ids = [vm["id"] for vm in self._list_vms([r.name for r in requests if r.role == role])]
+            self._tag("UserVm", ids, next(r.tags for r in requests if r.role == role))
+        by_name = {vm["name"]: vm for vm in self._list_vms([r.name for r in requests])}
+        return [_to_machine(by_name[r.name], r.role) for r in requests]
+
+    def _failure_reason(self, jobid: str | None) -> str:
+        if jobid is None:
+            return "never submitted"
+        try:
+            self.jobs.result(jobid)
+        except JobFailed as exc:
+            return str(exc)
+        return "VM not in the expected state"
+
+    def _deployer(self, r: MachineRequest) -> Any:
+        params: dict[str, Any] = {
+            "name": r.name,
+            "displayname": r.name,
+            "zoneid": r.zone_id,
+            "templateid": r.image_id,
+            "serviceofferingid": r.size_id,
+            "securitygroupnames": ",".join(r.group_names),
+            "keypair": r.key_name,
+            "startvm": r.start,
+            "userdata": base64.b64encode(r.userdata.encode()).decode(),
+        }
+        if r.spread_group:
+            params["affinitygroupnames"] = r.spread_group
+        if r.disk_gb:
+            params["rootdisksize"] = r.disk_gb
+
+        def submit() -> str:
+            try:
+                return str(self.api.call("deployVirtualMachine", params, post=True)["jobid"])
+            except RetryableError:
+                # The deploy may have gone through: adopt the VM instead of deploying twice.
+                existing = self._list_vms([r.name])
+                if not existing:
+                    raise
+                return self._finished_marker(existing[0])
+
+        return submit
+
+    def _finished_marker(self, vm: Mapping[str, Any]) -> str:
+        """A job id for a VM found already there: its last job, or one that has ended."""
+        jobid = vm.get("jobid")
+        return str(jobid) if jobid else f"adopted:{vm['id']}"
+
+    def _list_vms(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        if not names:
+            return []
+        prefix = min(names, key=len).rsplit("-", 2)[0]
+        wanted = set(names)
+        return [
+            vm
+            for vm in self.api.list_all(
+                "listVirtualMachines", "virtualmachine", {"keyword": prefix}
+            )
+            if vm["name"] in wanted
+        ]
+
+    def _vms_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self.api.list_all("listVirtualMachines", "virtualmachine", {"ids": ",".join(ids)})
+
+    def set_userdata(self, userdata: Mapping[str, str]) -> None:
+        for vm_id, text in userdata.items():
+            self.api.call(
+                "updateVirtualMachine",
+                {"id": vm_id, "userdata": base64.b64encode(text.encode()).decode()},
+                post=True,
+            )
+
+    def _power(self, command: str, ids: Sequence[str], want: str, what: str) -> list[Machine]:
+        if not ids:
+            return []
+        subs = [Submission(i, self._simple_job(command, {"id": i})) for i in ids]
+        done = self.jobs.run(subs, self.timeout_s, what)
+        vms = {vm["id"]: vm for vm in self._vms_by_id(ids)}
+        bad = [i for i in ids if vms.get(i, {}).get("state") != want]
+        if bad:
+            reasons = "; ".join(
+                f"{vms.get(i, {}).get('name', i)}: {self._failure_reason(done.get(i))}" for i in bad
+            )
+            raise CloudError(f"{what}: {reasons}")
+        return [_to_machine(vms[i], _tags(vms[i]).get(ROLE_TAG, "unknown")) for i in ids]
+
+    def _simple_job(self, command: str, params: Mapping[str, Any]) -> Any:
+        return lambda: str(self.api.call(command, params)["jobid"])
+
+    def start_machines(self, ids: Sequence[str]) -> list[Machine]:
+        return self._power("startVirtualMachine", ids, "Running", f"{len(ids)} VMs to start")
+
+    def stop_machines(self, ids: Sequence[str]) -> list[Machine]:
+        return self._power("stopVirtualMachine", ids, "Stopped", f"{len(ids)} VMs to stop")
+
+    def destroy_machines(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        subs = [
+            Submission(i, self._simple_job("destroyVirtualMachine", {"id": i, "expunge": True}))
+            for i in ids
+        ]
+        self.jobs.run(subs, self.timeout_s, f"{len(ids)} VMs to destroy")
+        still = [vm["id"] for vm in self._vms_by_id(ids)]
+        if still:
+            raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
+
+    def delete_groups(self, ids: Sequence[str]) -> None:
+        for group_id in ids:
+            self._ignore_gone(lambda g=group_id: self.api.call("deleteSecurityGroup", {"id": g}))
+
+    def delete_ssh_key(self, name: str) -> None:
+        self._ignore_gone(lambda: self.api.call("deleteSSHKeyPair", {"name": name}))
+
+    def delete_spread_group(self, id: str) -> None:
+        def delete() -> None:
+            body = self.api.call("deleteAffinityGroup", {"id": id})
+            self.jobs.wait_one(body["jobid"], self.timeout_s, "affinity group deletion")
+
+        self._ignore_gone(delete)
+
+    @staticmethod
+    def _ignore_gone(action: Any) -> None:
+        """Deleting something already gone is success: `down` may run twice."""
+        try:
+            action()
+        except CloudError as exc:
+            if exc.code != 431 or "not" not in str(exc).lower():
+                raise
