@@ -1,0 +1,132 @@
+"""Serialise Parts into one flavor's cloud-config: coreos-cloudinit (Flatcar) or cloud-init.
+
+The document is built as data and dumped by PyYAML, so embedded files are never indented by
+hand. Large compressible files travel as `gz+b64` (both agents accept it in write_files).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from typing import Any
+
+import yaml
+
+from stackfleet.cloudconfig_templates.parts import File, Parts
+from stackfleet.pki import SSHHostKey
+
+HEADER = "#cloud-config\n"
+# Compress only where it pays: PEM is already base64 and barely shrinks.
+GZIP_MIN_BYTES = 512
+GZIP_MAX_RATIO = 0.7
+FLATCAR_STOCK_UNITS_TO_MASK = ("etcd-member.service", "flanneld.service")
+UBUNTU_KUBE_PACKAGES = ("containerd", "conntrack", "socat", "ethtool", "iptables")
+CONTAINERD_CONFIG = """\
+version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/opt/cni/bin"
+  conf_dir = "/etc/cni/net.d"
+"""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None  # readable multi-line files
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(doc: dict[str, Any]) -> str:
+    return HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100)
+
+
+def write_file(f: File) -> dict[str, str]:
+    entry = {"path": f.path, "permissions": f.permissions, "owner": "root:root"}
+    raw = f.content.encode()
+    packed = base64.b64encode(gzip.compress(raw, mtime=0)).decode()
+    if len(raw) >= GZIP_MIN_BYTES and len(packed) <= GZIP_MAX_RATIO * len(raw):
+        entry |= {"encoding": "gz+b64", "content": packed}
+    else:
+        entry["content"] = f.content
+    return entry
+
+
+def _host_key_files(key: SSHHostKey) -> list[File]:
+    return [
+        File(f"/etc/ssh/ssh_host_{key.key_type}_key", key.private_openssh, "0600"),
+        File(f"/etc/ssh/ssh_host_{key.key_type}_key.pub", key.public_openssh + "\n"),
+    ]
+
+
+def flatcar(
+    hostname: str, keys: tuple[str, ...], host_key: SSHHostKey, parts: Parts, hostkey_unit: str
+) -> str:
+    files = _host_key_files(host_key) + parts.files
+    units: list[dict[str, Any]] = [{"name": n, "mask": True} for n in FLATCAR_STOCK_UNITS_TO_MASK]
+    units.append(
+        {
+            "name": "stackfleet-ssh-hostkeys.service",
+            "enable": True,
+            "command": "start",
+            "content": hostkey_unit,
+        }
+    )
+    if any(u.name == "kubelet.service" for u in parts.units):
+        units.append({"name": "containerd.service", "enable": True, "command": "start"})
+    units += [
+        {"name": u.name, "enable": True, "command": "start", "content": u.content}
+        for u in parts.units
+    ]
+    doc: dict[str, Any] = {
+        "hostname": hostname,
+        "ssh_authorized_keys": list(keys),
+        "write_files": [write_file(f) for f in files],
+        # Members reboot one by one by hand, not all at once after an update.
+        "coreos": {"update": {"reboot_strategy": "off"}, "units": units},
+    }
+    return dump(doc)
+
+
+def ubuntu(
+    hostname: str, keys: tuple[str, ...], host_key: SSHHostKey, parts: Parts, stage1: bool = False
+) -> str:
+    doc: dict[str, Any] = {
+        "hostname": hostname,
+        "manage_etc_hosts": False,
+        "ssh_authorized_keys": list(keys),
+        # Only the pinned key: no other types generated, none kept from the image.
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {
+            f"{host_key.key_type}_private": host_key.private_openssh,
+            f"{host_key.key_type}_public": host_key.public_openssh,
+        },
+    }
+    files = list(parts.files)
+    runcmd: list[list[str]] = []
+    if stage1:
+        # Forget this instance once stage 1 is done, so that the next boot (with the final
+        # userdata) runs every per-instance module again.
+        runcmd.append(["cloud-init", "clean"])
+    else:
+        if any(u.name == "kubelet.service" for u in parts.units):
+            doc["package_update"] = True
+            doc["packages"] = list(UBUNTU_KUBE_PACKAGES)
+            files.append(File("/etc/containerd/config.toml", CONTAINERD_CONFIG))
+            runcmd.append(["systemctl", "restart", "containerd.service"])
+        files += [File(f"/etc/systemd/system/{u.name}", u.content) for u in parts.units]
+        runcmd.append(["systemctl", "daemon-reload"])
+        runcmd.append(
+            ["systemctl", "enable", "--now", "--no-block", *[u.name for u in parts.units]]
+        )
+    if files:
+        doc["write_files"] = [write_file(f) for f in files]
+    doc["runcmd"] = runcmd
+    return dump(doc)
