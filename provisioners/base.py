@@ -19,6 +19,8 @@ CLUSTER_TAG = "stackfleet:cluster"
 ROLE_TAG = "stackfleet:role"
 EXPIRES_TAG = "stackfleet:expires"
 LOCK_TAG = "stackfleet:lock"
+# Set on a machine once it has booted with its final userdata.
+BOOTSTRAP_TAG = "stackfleet:bootstrap"
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,11 @@ class Provisioner(abc.ABC):
     def find_zone(self, name_or_id: str) -> Zone: ...
 
     @abc.abstractmethod
-    def find_image(self, zone: Zone, name_or_id: str) -> Image: ...
+    def find_image(self, zone: Zone, name_or_id: str, field: str = "template") -> Image:
+        """`field` names the spec field in the NotFound message."""
 
     @abc.abstractmethod
-    def find_size(self, zone: Zone, name_or_id: str) -> Size: ...
+    def find_size(self, zone: Zone, name_or_id: str, field: str = "offering") -> Size: ...
 
     @abc.abstractmethod
     def machine_headroom(self) -> int | None:
@@ -174,6 +177,9 @@ class Provisioner(abc.ABC):
     @abc.abstractmethod
     def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
         """Create machines concurrently; returns them with whatever IP is known yet."""
+
+    @abc.abstractmethod
+    def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
 
     @abc.abstractmethod
     def set_userdata(self, userdata: Mapping[str, str]) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stackfleet.errors import CloudError, JobFailed, LimitExceeded
+from stackfleet.errors import CloudError, JobFailed
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     CLUSTER_TAG,
@@ -284,13 +284,6 @@ class CloudStackProvisioner(Provisioner):
     def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
         if not requests:
             return []
-        headroom = self.machine_headroom()
-        if headroom is not None and headroom < len(requests):
-            raise LimitExceeded(
-                f"the account may create {headroom} more VMs but the cluster needs "
-                f"{len(requests)} more: {len(requests) - headroom} missing (raise the "
-                "account's VM limit or lower the counts)"
-            )
         pending = {r.name: r for r in requests}
         for _ in range(DEPLOY_ATTEMPTS):
             subs = [Submission(r.name, self._deployer(r)) for r in pending.values()]
@@ -373,6 +366,9 @@ class CloudStackProvisioner(Provisioner):
             )
             if vm["name"] in wanted
         ]
+
+    def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self._tag("UserVm", ids, tags)
 
     def _vms_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.api.list_all("listVirtualMachines", "virtualmachine", {"ids": ",".join(ids)})

@@ -1,0 +1,85 @@
+"""`down`: remove everything tagged with (or named for) the cluster, in dependency order.
+
+Needs no local state: the cloud is searched by tag and name. Safe to run twice, and
+after an interrupted `up` or `down`: whatever is already gone counts as done.
+"""
+
+from __future__ import annotations
+
+import calendar
+import shutil
+import time
+from dataclasses import dataclass
+
+from stackfleet import state
+from stackfleet.provisioners.base import LiveState, Provisioner
+from stackfleet.provisioners.events import Events
+from stackfleet.provisioners.lock import check_free
+
+
+@dataclass(frozen=True)
+class DownResult:
+    cluster: str
+    machines: int
+    groups: int
+    rules: int
+    keys: int
+    spread_groups: int
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.machines or self.groups or self.keys or self.spread_groups)
+
+
+def down(
+    cluster: str,
+    prov: Provisioner,
+    events: Events,
+    live: LiveState | None = None,
+    lock_max_age_s: float = 1800,
+    keep_local: bool = False,
+) -> DownResult:
+    live = live or prov.live_state(cluster)
+    check_free(live.tags, lock_max_age_s, cluster)
+    managed_rules = [r.id for g in live.groups for r in g.rules]
+    if live.machines:
+        events.phase(f"destroying {len(live.machines)} VM(s)")
+        prov.destroy_machines([m.id for m in live.machines])
+    for spread in live.spread_groups:
+        events.phase(f"deleting anti-affinity group {spread.name}")
+        prov.delete_spread_group(spread.id)
+    if managed_rules:
+        # Group-to-group rules reference the other groups: revoke them before deleting any.
+        events.phase(f"revoking {len(managed_rules)} security-group rule(s)")
+        prov.change_rules({}, managed_rules, [], {})
+    if live.groups:
+        events.phase(f"deleting {len(live.groups)} security group(s)")
+        prov.delete_groups([g.id for g in live.groups])
+    for key in live.keys:
+        prov.delete_ssh_key(key.name)
+    if not keep_local:
+        shutil.rmtree(state.home() / "clusters" / cluster, ignore_errors=True)
+    return DownResult(
+        cluster,
+        len(live.machines),
+        len(live.groups),
+        len(managed_rules),
+        len(live.keys),
+        len(live.spread_groups),
+    )
+
+
+def expired_clusters(prov: Provisioner, now: float | None = None) -> list[str]:
+    """Clusters whose `stackfleet:expires` tag lies in the past, for CI janitor jobs."""
+    moment = now if now is not None else time.time()
+    names = []
+    for summary in prov.list_clusters():
+        if summary.expires is None:
+            continue
+        try:
+            when = calendar.timegm(time.strptime(summary.expires, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            continue
+        if when < moment:
+            names.append(summary.name)
+    return names

@@ -1,0 +1,156 @@
+"""Desired state from the spec, diffed with the live state: what `up` has to do.
+
+Pure once the lookups are done: `make_plan` reads the cloud (names -> ids, live state)
+and returns data; `up` executes it and `plan` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stackfleet.provisioners import naming
+from stackfleet.provisioners.base import (
+    BOOTSTRAP_TAG,
+    CLUSTER_TAG,
+    ROLE_TAG,
+    Image,
+    LiveState,
+    Machine,
+    Provisioner,
+    Size,
+    Zone,
+)
+from stackfleet.security_groups.reconcile import RuleChanges, diff_rules
+from stackfleet.security_groups.rules import Rule
+from stackfleet.security_groups.rulesets import Access, desired_rules
+from stackfleet.spec import Spec
+
+BROKEN_STATES = ("Error", "Destroyed", "Expunging")
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str  # create | delete | change | bootstrap | start
+    kind: str  # machine | group | rules | ssh-key | spread-group
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    zone: Zone
+    images: dict[str, Image]
+    sizes: dict[str, Size]
+    strategy: str  # allocate | reboot | ssh
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    resolved: Resolved
+    live: LiveState
+    key_missing: bool
+    groups_missing: list[str]
+    rules: RuleChanges
+    spread_missing: bool
+    machines_missing: list[tuple[str, str]]  # (name, role)
+    machines_extra: list[Machine]
+    machines_unfinished: list[Machine]  # exist, not yet booted with final userdata
+    machines_stopped: list[Machine]  # finished, but not running
+    desired_rules: dict[str, set[Rule]] = field(default_factory=dict)
+
+    def actions(self) -> list[Action]:
+        acts = []
+        if self.key_missing:
+            acts.append(Action("create", "ssh-key", naming.key_name(self.spec.name)))
+        acts += [Action("create", "group", g) for g in self.groups_missing]
+        for group, rules in self.rules.add.items():
+            acts += [Action("create", "rule", group, r.describe()) for r in rules]
+        acts += [Action("delete", "rule", rid) for rid in self.rules.revoke]
+        acts += [Action("change", "rule", rid, "mark as managed") for rid in self.rules.adopt]
+        if self.spread_missing:
+            acts.append(Action("create", "spread-group", naming.spread_group_name(self.spec.name)))
+        acts += [Action("delete", "machine", m.name, m.state) for m in self.machines_extra]
+        acts += [
+            Action("create", "machine", name, f"{role}, {self.resolved.sizes[role].name}")
+            for name, role in self.machines_missing
+        ]
+        acts += [
+            Action("bootstrap", "machine", m.name, self.resolved.strategy)
+            for m in self.machines_unfinished
+        ]
+        acts += [Action("start", "machine", m.name, m.state) for m in self.machines_stopped]
+        return acts
+
+    def is_empty(self) -> bool:
+        return not self.actions()
+
+
+def choose_strategy(spec: Spec, zone: Zone) -> str:
+    if spec.bootstrap != "auto":
+        return spec.bootstrap
+    return "allocate" if zone.ip_known_at_create else "reboot"
+
+
+def resolve(spec: Spec, prov: Provisioner) -> Resolved:
+    zone = prov.find_zone(spec.zone)
+    images: dict[str, Image] = {}
+    sizes: dict[str, Size] = {}
+    for r in spec.roles:
+        key = "workers" if r.role == "worker" else r.role
+        images[r.role] = prov.find_image(zone, r.template, field=f"roles.{key}.template")
+        sizes[r.role] = prov.find_size(zone, r.offering, field=f"roles.{key}.offering")
+    return Resolved(zone, images, sizes, choose_strategy(spec, zone))
+
+
+def cluster_tags(spec: Spec, role: str) -> dict[str, str]:
+    return {CLUSTER_TAG: spec.name, ROLE_TAG: role}
+
+
+def wanted_rules(spec: Spec) -> dict[str, set[Rule]]:
+    access = Access(spec.ssh_cidrs, spec.api_cidrs, spec.nodeport_cidrs)
+    roles = [r.role for r in spec.roles]
+    return desired_rules(roles, access, lambda role: naming.group_name(spec.name, role))
+
+
+def make_plan(spec: Spec, prov: Provisioner) -> Plan:
+    resolved = resolve(spec, prov)
+    live = prov.live_state(spec.name)
+    return diff(spec, resolved, live)
+
+
+def diff(spec: Spec, resolved: Resolved, live: LiveState) -> Plan:
+    desired = wanted_rules(spec)
+    existing_groups = {g.name for g in live.groups}
+    current_rules = {g.name: list(g.rules) for g in live.groups}
+    rules = diff_rules(desired, current_rules)
+    live_by_name = {m.name: m for m in live.machines}
+    wanted = dict(spec.machine_names())
+    missing, extra, unfinished, stopped = [], [], [], []
+    for name, role in wanted.items():
+        m = live_by_name.get(name)
+        if m is None:
+            missing.append((name, role))
+        elif m.state in BROKEN_STATES:
+            extra.append(m)
+            missing.append((name, role))
+        elif m.tags.get(BOOTSTRAP_TAG) != "done":
+            unfinished.append(m)
+        elif m.state == "Stopped":
+            stopped.append(m)
+    extra += [m for m in live.machines if m.name not in wanted]
+    etcd = spec.role("etcd")
+    return Plan(
+        spec=spec,
+        resolved=resolved,
+        live=live,
+        key_missing=not live.keys,
+        groups_missing=[g for g in desired if g not in existing_groups],
+        rules=rules,
+        spread_missing=bool(etcd and etcd.count > 1 and not live.spread_groups),
+        machines_missing=missing,
+        machines_extra=extra,
+        machines_unfinished=unfinished,
+        machines_stopped=stopped,
+        desired_rules=desired,
+    )

@@ -1,0 +1,159 @@
+"""`up`: execute a plan, in an order that a kill at any point leaves resumable.
+
+Every resource is named before it is created and found again by name or tag, so a
+re-run after an interruption adopts what exists instead of creating it twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+
+from stackfleet import state
+from stackfleet.errors import LimitExceeded
+from stackfleet.provisioners import bootstrap, naming
+from stackfleet.provisioners.base import (
+    CLUSTER_TAG,
+    EXPIRES_TAG,
+    Machine,
+    MachineRequest,
+    Provisioner,
+)
+from stackfleet.provisioners.events import Events
+from stackfleet.provisioners.lock import cluster_lock
+from stackfleet.provisioners.plan import Plan, cluster_tags, make_plan
+from stackfleet.spec import Spec
+
+
+@dataclass
+class UpResult:
+    plan: Plan
+    machines: list[Machine]
+    changed: bool
+
+
+def key_fingerprint(public_openssh: str) -> str:
+    """CloudStack's fingerprint of a public key: MD5 of the key blob, colon-separated."""
+    blob = base64.b64decode(public_openssh.split()[1])
+    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
+    events.phase("reading the cloud")
+    plan = make_plan(spec, prov)
+    operator = state.operator_ssh_key(spec.name)
+    if plan.is_empty() and _key_matches(plan, operator.public_openssh):
+        return UpResult(plan, plan.live.machines, changed=False)
+    if plan.machines_missing:
+        _check_headroom(prov, len(plan.machines_missing) - len(plan.machines_extra))
+        events.phase("rendering every node's userdata to check its size")
+        bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, operator.public_openssh)
+
+    etcd_group = naming.group_name(spec.name, "etcd")
+    if etcd_group in plan.groups_missing:
+        # The lock lives on this group, so it is made first.
+        prov.create_group(etcd_group, f"stackfleet {spec.name}: etcd", cluster_tags(spec, "etcd"))
+        plan.groups_missing.remove(etcd_group)
+    with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s):
+        machines = _apply(spec, prov, plan, operator.public_openssh, events)
+    return UpResult(plan, machines, changed=True)
+
+
+def _check_headroom(prov: Provisioner, needed: int) -> None:
+    headroom = prov.machine_headroom()
+    if headroom is not None and needed > headroom:
+        raise LimitExceeded(
+            f"the account may create {headroom} more VM(s) but the cluster needs {needed}: "
+            f"{needed - headroom} missing (raise the account's VM limit or lower the counts); "
+            "nothing was created"
+        )
+
+
+def _key_matches(plan: Plan, public_openssh: str) -> bool:
+    return any(k.fingerprint in ("", key_fingerprint(public_openssh)) for k in plan.live.keys)
+
+
+def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) -> list[Machine]:
+    key_name = naming.key_name(spec.name)
+    if not _key_matches(plan, key):
+        if plan.live.keys:
+            # Registered from another state dir: replace it with the key we hold.
+            prov.delete_ssh_key(key_name)
+        events.phase("registering the SSH key")
+        prov.import_ssh_key(key_name, key)
+    for group in plan.groups_missing:
+        role = naming.role_from_group_name(spec.name, group) or "unknown"
+        events.phase(f"creating security group {group}")
+        prov.create_group(group, f"stackfleet {spec.name}: {role}", cluster_tags(spec, role))
+    if not plan.rules.is_empty():
+        events.phase("reconciling security-group rules")
+        prov.change_rules(
+            plan.rules.add, plan.rules.revoke, plan.rules.adopt, {CLUSTER_TAG: spec.name}
+        )
+    spread = naming.spread_group_name(spec.name)
+    if plan.spread_missing:
+        events.phase(f"creating anti-affinity group {spread}")
+        prov.create_spread_group(spread)
+    if plan.machines_extra:
+        events.phase(f"destroying {len(plan.machines_extra)} VM(s) the spec no longer wants")
+        prov.destroy_machines([m.id for m in plan.machines_extra])
+    created = _create_missing(spec, prov, plan, key, spread, events)
+    current = [m for m in plan.live.machines if m not in plan.machines_extra]
+    current = [m for m in current if m.name not in {c.name for c in created}] + created
+    unfinished = plan.machines_unfinished + created
+    if unfinished:
+        events.phase(f"bootstrapping {len(unfinished)} node(s) ({plan.resolved.strategy})")
+        current = bootstrap.finish(
+            spec,
+            prov,
+            plan.resolved.strategy,
+            unfinished,
+            current,
+            key,
+            plan.resolved.zone.userdata_limit,
+            events,
+        )
+    if plan.machines_stopped:
+        events.phase(f"starting {len(plan.machines_stopped)} stopped VM(s)")
+        started = {m.id: m for m in prov.start_machines([m.id for m in plan.machines_stopped])}
+        current = [started.get(m.id, m) for m in current]
+    if spec.ttl_seconds:
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + spec.ttl_seconds))
+        if plan.live.tags.get(EXPIRES_TAG) is None or plan.machines_missing:
+            prov.set_cluster_tags(spec.name, {EXPIRES_TAG: expires})
+    return current
+
+
+def _create_missing(
+    spec: Spec, prov: Provisioner, plan: Plan, key: str, spread: str, events: Events
+) -> list[Machine]:
+    if not plan.machines_missing:
+        return []
+    strategy = plan.resolved.strategy
+    etcd = spec.role("etcd")
+    spread_etcd = etcd is not None and etcd.count > 1
+    disks = {r.role: r.disk_gb for r in spec.roles}
+    stage1 = bootstrap.render_stage1(spec, plan.machines_missing, key)
+    requests = [
+        MachineRequest(
+            name=name,
+            role=role,
+            zone_id=plan.resolved.zone.id,
+            image_id=plan.resolved.images[role].id,
+            size_id=plan.resolved.sizes[role].id,
+            disk_gb=disks[role],
+            group_names=(naming.group_name(spec.name, role),),
+            key_name=naming.key_name(spec.name),
+            userdata=stage1[name],
+            spread_group=spread if role == "etcd" and spread_etcd else None,
+            # allocate: the IP exists before boot, so the first boot can be the final one.
+            start=strategy != "allocate",
+            tags=cluster_tags(spec, role),
+        )
+        for name, role in plan.machines_missing
+    ]
+    events.phase(f"deploying {len(requests)} VM(s)")
+    return prov.create_machines(requests)

@@ -1,0 +1,59 @@
+"""The local state dir: a cache of what must not be regenerated, never the source of truth.
+
+$STACKFLEET_HOME, else $XDG_STATE_HOME/stackfleet, else ~/.local/state/stackfleet.
+Per cluster: its PKI and the operator's SSH key (both 0600, dir 0700). The cloud's tags
+are the truth about what exists: `status` and `down` work with an empty state dir.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def home() -> Path:
+    if os.environ.get("STACKFLEET_HOME"):
+        return Path(os.environ["STACKFLEET_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "stackfleet"
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def cluster_dir(cluster: str) -> Path:
+    return private_dir(home() / "clusters" / cluster)
+
+
+@dataclass(frozen=True)
+class OperatorKey:
+    private_path: Path
+    public_openssh: str
+
+
+def operator_ssh_key(cluster: str) -> OperatorKey:
+    """The key pair stackfleet logs in with; made once per cluster, reused after."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from stackfleet.pki import write_private
+
+    directory = private_dir(cluster_dir(cluster) / "ssh")
+    private_path, public_path = directory / "id_ed25519", directory / "id_ed25519.pub"
+    if not (private_path.exists() and public_path.exists()):
+        key = ed25519.Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode()
+        write_private(private_path, private)
+        write_private(public_path, f"{public} stackfleet-{cluster}\n")
+    return OperatorKey(private_path, public_path.read_text().strip())
