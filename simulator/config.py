@@ -79,7 +79,9 @@ def parse_faults(text: str, commands: str | None = None) -> FaultConfig:
                 raise BadInput(f"fault seed {value!r}: not an integer") from None
             continue
         if name not in FAULT_KINDS:
-            raise BadInput(f"unknown fault {name!r}: expected one of {', '.join(FAULT_KINDS)}, seed")
+            raise BadInput(
+                f"unknown fault {name!r}: expected one of {', '.join(FAULT_KINDS)}, seed"
+            )
         try:
             prob = float(value)
         except ValueError:

@@ -91,7 +91,6 @@ def invalid(text: str) -> ApiError:
 def rate_limited(retry_ms: int) -> ApiError:
     return ApiError(
         RATE_LIMITED,
-        "The given user has reached his/her account api limit, "
-        f"please retry after {retry_ms} ms.",
+        f"The given user has reached his/her account api limit, please retry after {retry_ms} ms.",
         CS_SERVER_API,
     )

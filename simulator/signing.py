@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 # URLEncoder leaves only these unencoded (space becomes '+', which CloudStack maps to %20).
@@ -53,7 +53,7 @@ def verify(params: Mapping[str, str], secret: str, now: datetime | None = None) 
     if _get_ci(params, "signatureversion") == "3":
         expires = _get_ci(params, "expires")
         when = parse_expires(expires) if expires else None
-        current = now or datetime.now(timezone.utc)
+        current = now or datetime.now(UTC)
         if when is None or when < current:
             return False
     return hmac.compare_digest(given.encode(), sign(params, secret).encode())

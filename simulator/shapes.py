@@ -1,0 +1,307 @@
+"""Response objects in CloudStack's shapes (field names and JSON types as the real API has them).
+
+Every function takes stored documents and returns the dict CloudStack would serialise;
+the conformance test compares these against recorded real responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stackfleet.simulator import catalog as cat
+
+Obj = dict[str, Any]
+
+
+def owner() -> Obj:
+    return {"account": cat.ACCOUNT, "domainid": cat.DOMAIN_ID, "domain": cat.DOMAIN}
+
+
+def tag(t: Obj) -> Obj:
+    return {
+        "key": t["key"],
+        "value": t["value"],
+        "resourcetype": t["resourcetype"],
+        "resourceid": t["resourceid"],
+        **owner(),
+    }
+
+
+def zone(z: cat.Zone) -> Obj:
+    return {
+        "id": z.id,
+        "name": z.name,
+        "description": f"Simulated {z.networktype.lower()} zone",
+        "dns1": "9.9.9.9",
+        "dns2": "1.1.1.1",
+        "internaldns1": z.network.gateway,
+        "networktype": z.networktype,
+        "securitygroupsenabled": True,
+        "allocationstate": "Enabled",
+        "zonetoken": cat.stable_id("zonetoken", z.name),
+        "dhcpprovider": "VirtualRouter" if z.networktype == "Advanced" else "DhcpServer",
+        "localstorageenabled": False,
+        "tags": [],
+    }
+
+
+def template(t: cat.Template, z: cat.Zone) -> Obj:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "displaytext": t.name,
+        "ispublic": True,
+        "created": cat.CREATED,
+        "isready": True,
+        "passwordenabled": False,
+        "format": "QCOW2",
+        "isfeatured": True,
+        "crossZones": False,
+        "ostypeid": t.ostypeid,
+        "ostypename": t.ostypename,
+        "account": "system",
+        "zoneid": z.id,
+        "zonename": z.name,
+        "status": "Download Complete",
+        "size": t.size,
+        "templatetype": "USER",
+        "hypervisor": "KVM",
+        "domain": cat.DOMAIN,
+        "domainid": cat.DOMAIN_ID,
+        "isextractable": False,
+        "bootable": True,
+        "sshkeyenabled": False,
+        "isdynamicallyscalable": False,
+        "requireshvm": True,
+        "directdownload": False,
+        "deployasis": False,
+        "details": {},
+        "downloaddetails": [],
+        "tags": [],
+    }
+
+
+def offering(o: cat.Offering) -> Obj:
+    return {
+        "id": o.id,
+        "name": o.name,
+        "displaytext": o.displaytext,
+        "cpunumber": o.cpunumber,
+        "cpuspeed": o.cpuspeed,
+        "memory": o.memory,
+        "created": cat.CREATED,
+        "storagetype": "shared",
+        "provisioningtype": "thin",
+        "offerha": False,
+        "limitcpuuse": False,
+        "isvolatile": False,
+        "issystem": False,
+        "defaultuse": False,
+        "iscustomized": False,
+        "dynamicscalingenabled": True,
+        "diskofferingstrictness": False,
+        "encryptroot": False,
+        "hasannotations": False,
+    }
+
+
+def network(z: cat.Zone) -> Obj:
+    n = z.network
+    return {
+        "id": n.id,
+        "name": n.name,
+        "displaytext": n.name,
+        "broadcastdomaintype": "Vlan" if z.networktype == "Advanced" else "Native",
+        "traffictype": "Guest",
+        "gateway": n.gateway,
+        "netmask": str(n.net.netmask),
+        "cidr": n.cidr,
+        "zoneid": z.id,
+        "zonename": z.name,
+        "networkofferingid": cat.stable_id("networkoffering", n.name),
+        "networkofferingname": "DefaultSharedNetworkOfferingWithSGService",
+        "networkofferingdisplaytext": "Offering for Shared Security group enabled networks",
+        "networkofferingconservemode": True,
+        "networkofferingavailability": "Optional",
+        "issystem": False,
+        "state": "Setup",
+        "related": n.id,
+        "dns1": "9.9.9.9",
+        "dns2": "1.1.1.1",
+        "type": n.type,
+        "acltype": "Domain",
+        "domainid": cat.DOMAIN_ID,
+        "domain": cat.DOMAIN,
+        "service": [
+            {"name": "SecurityGroup", "provider": [{"name": "SecurityGroupProvider"}]},
+            {"name": "UserData", "provider": [{"name": "VirtualRouter"}]},
+            {"name": "Dhcp", "provider": [{"name": "VirtualRouter"}]},
+            {"name": "Dns", "provider": [{"name": "VirtualRouter"}]},
+        ],
+        "networkdomain": "cs-sim.internal",
+        "canusefordeploy": True,
+        "ispersistent": False,
+        "isdefault": True,
+        "specifyipranges": True,
+        "restartrequired": False,
+        "displaynetwork": True,
+        "redundantrouter": False,
+        "strechedl2subnet": False,
+        "supportsvmautoscaling": False,
+        "subdomainaccess": True,
+        "tags": [],
+    }
+
+
+def rule(r: Obj, tags: list[Obj]) -> Obj:
+    out: Obj = {"ruleid": r["id"], "protocol": r["protocol"]}
+    if r["protocol"] == "icmp":
+        out["icmptype"] = r["icmptype"]
+        out["icmpcode"] = r["icmpcode"]
+    elif r["protocol"] in ("tcp", "udp"):
+        out["startport"] = r["startport"]
+        out["endport"] = r["endport"]
+    if r.get("cidr"):
+        out["cidr"] = r["cidr"]
+    else:
+        out["securitygroupname"] = r["securitygroupname"]
+        out["account"] = r["account"]
+    out["tags"] = tags
+    return out
+
+
+def security_group(sg: Obj, rules: list[Obj], tags: list[Obj], vm_ids: list[str]) -> Obj:
+    return {
+        "id": sg["id"],
+        "name": sg["name"],
+        "description": sg.get("description") or sg["name"],
+        **owner(),
+        "ingressrule": rules,
+        "egressrule": [],
+        "tags": tags,
+        "virtualmachinecount": len(vm_ids),
+        "virtualmachineids": vm_ids,
+    }
+
+
+def keypair(k: Obj) -> Obj:
+    return {"id": k["id"], "name": k["name"], **owner(), "fingerprint": k["fingerprint"]}
+
+
+def affinity_group(g: Obj, vm_ids: list[str]) -> Obj:
+    return {
+        "id": g["id"],
+        "name": g["name"],
+        "description": g.get("description") or g["name"],
+        **owner(),
+        "type": g["type"],
+        "virtualmachineIds": vm_ids,
+    }
+
+
+def nic(vm: Obj, z: cat.Zone) -> Obj:
+    n = z.network
+    out: Obj = {
+        "id": vm["nicid"],
+        "networkid": n.id,
+        "networkname": n.name,
+        "netmask": str(n.net.netmask),
+        "gateway": n.gateway,
+        "traffictype": "Guest",
+        "type": n.type,
+        "isdefault": True,
+        "macaddress": vm["macaddress"],
+        "secondaryip": [],
+        "extradhcpoption": [],
+    }
+    if vm.get("ipaddress"):
+        out["ipaddress"] = vm["ipaddress"]
+    if z.networktype == "Advanced":
+        out["broadcasturi"] = "vlan://untagged"
+        out["isolationuri"] = "vlan://untagged"
+    return out
+
+
+def virtual_machine(vm: Obj, state: str, sgs: list[Obj], ags: list[Obj], tags: list[Obj]) -> Obj:
+    z = cat.zone_by_id(vm["zoneid"])
+    t = cat.template_by_id(vm["templateid"])
+    o = cat.offering_by_id(vm["serviceofferingid"])
+    assert z is not None and t is not None and o is not None  # ids were checked at deploy
+    out: Obj = {
+        "id": vm["id"],
+        "name": vm["name"],
+        "displayname": vm["displayname"],
+        "account": cat.ACCOUNT,
+        "userid": cat.USER_ID,
+        "username": cat.ACCOUNT,
+        "domainid": cat.DOMAIN_ID,
+        "domain": cat.DOMAIN,
+        "created": vm["created"],
+        "state": state,
+        "haenable": False,
+        "zoneid": z.id,
+        "zonename": z.name,
+        "templateid": t.id,
+        "templatename": t.name,
+        "templatedisplaytext": t.name,
+        "passwordenabled": False,
+        "serviceofferingid": o.id,
+        "serviceofferingname": o.name,
+        "cpunumber": o.cpunumber,
+        "cpuspeed": o.cpuspeed,
+        "memory": o.memory,
+        "cpuused": "0%",
+        "networkkbsread": 0,
+        "networkkbswrite": 0,
+        "diskkbsread": 0,
+        "diskkbswrite": 0,
+        "memorykbs": 0,
+        "memoryintfreekbs": 0,
+        "memorytargetkbs": 0,
+        "diskioread": 0,
+        "diskiowrite": 0,
+        "guestosid": t.ostypeid,
+        "rootdeviceid": 0,
+        "rootdevicetype": "ROOT",
+        "securitygroup": sgs,
+        "nic": [nic(vm, z)],
+        "hypervisor": "KVM",
+        "instancename": vm["instancename"],
+        "details": {},
+        "affinitygroup": ags,
+        "displayvm": True,
+        "isdynamicallyscalable": False,
+        "ostypeid": t.ostypeid,
+        "osdisplayname": t.ostypename,
+        "tags": tags,
+    }
+    if vm.get("hostindex") is not None and state in ("Running", "Stopping", "Starting"):
+        out["hostid"] = cat.host_id(z, vm["hostindex"])
+        out["hostname"] = cat.host_name(z, vm["hostindex"])
+    if vm.get("keypair"):
+        out["keypair"] = vm["keypair"]
+        out["keypairs"] = vm["keypair"]
+    return out
+
+
+def vm_security_group(sg: Obj) -> Obj:
+    # A VM's embedded security group carries the group's identity, not its rules.
+    return {
+        "id": sg["id"],
+        "name": sg["name"],
+        "description": sg.get("description") or sg["name"],
+        "account": cat.ACCOUNT,
+        "ingressrule": [],
+        "egressrule": [],
+        "tags": [],
+    }
+
+
+def vm_affinity_group(g: Obj) -> Obj:
+    return {
+        "id": g["id"],
+        "name": g["name"],
+        "description": g.get("description") or g["name"],
+        "type": g["type"],
+        **owner(),
+    }
