@@ -52,7 +52,7 @@ class SimulatorConfig:
 
 
 def parse_latency(text: str) -> dict[str, float]:
-    """`deployVirtualMachine=20,startVirtualMachine=10,default=1` -> dict; a bare number is default."""
+    """`deployVirtualMachine=20,default=1` -> dict; a bare number sets the default."""
     result = dict(DEFAULT_LATENCY)
     for item in _items(text):
         if "=" not in item:

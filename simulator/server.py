@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -127,12 +128,10 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         # Reset, not a clean close: the client sees a dropped connection mid-request.
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
             )
-        except OSError:
-            pass
         self.close_connection = True
         self.connection.close()
 

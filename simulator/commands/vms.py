@@ -256,7 +256,7 @@ def deploy(ctx: Ctx) -> Inner:
         "ipaddress": None,
         "requestedip": requested,
         "nicid": str(uuid.uuid4()),
-        "macaddress": "1e:00:%02x:%02x:%02x:%02x" % tuple(number.to_bytes(4, "big")),
+        "macaddress": "1e:00:{:02x}:{:02x}:{:02x}:{:02x}".format(*tuple(number.to_bytes(4, "big"))),
         "keypair": keypair,
         "securitygroupids": sg_ids or [sgmod.DEFAULT_ID],
         "affinitygroupids": ag_ids,
