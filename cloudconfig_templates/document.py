@@ -101,9 +101,8 @@ def ubuntu(
         "hostname": hostname,
         "manage_etc_hosts": False,
         "ssh_authorized_keys": list(keys),
-        # Only the pinned key: no other types generated, none kept from the image.
+        # Only the pinned key: none kept from the image; with ssh_keys, none generated.
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
         "ssh_keys": {
             f"{host_key.key_type}_private": host_key.private_openssh,
             f"{host_key.key_type}_public": host_key.public_openssh,

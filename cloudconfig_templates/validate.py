@@ -1,0 +1,152 @@
+"""Validators for rendered userdata, used by the tests and by `stackfleet validate`."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+
+import yaml
+
+from stackfleet.cloudconfig_templates import flatcar_schema
+from stackfleet.cloudconfig_templates.document import HEADER
+from stackfleet.cloudconfig_templates.model import FLAVORS, ROLES, RenderInput
+from stackfleet.cloudconfig_templates.parts import ETCD_ENV
+from stackfleet.cloudconfig_templates.unit_check import ToolMissing, verify_units
+
+UNIT_DIR = "/etc/systemd/system/"
+ETCD_SHARED = ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_TOKEN", "ETCD_INITIAL_CLUSTER_STATE")
+
+
+def file_content(entry: dict[str, Any]) -> str:
+    """A write_files entry's content, decoded as the agent would."""
+    content = str(entry.get("content", ""))
+    encoding = entry.get("encoding", "")
+    if encoding in ("gz+b64", "gzip+b64", "gz+base64", "gzip+base64"):
+        return gzip.decompress(base64.b64decode(content)).decode()
+    if encoding in ("b64", "base64"):
+        return base64.b64decode(content).decode()
+    return content
+
+
+def files_of(doc: dict[str, Any]) -> dict[str, str]:
+    return {str(f["path"]): file_content(f) for f in doc.get("write_files") or []}
+
+
+def units_of(flavor: str, doc: dict[str, Any]) -> dict[str, str]:
+    if flavor == "flatcar":
+        units = (doc.get("coreos") or {}).get("units") or []
+        return {u["name"]: u["content"] for u in units if isinstance(u, dict) and u.get("content")}
+    return {p[len(UNIT_DIR) :]: c for p, c in files_of(doc).items() if p.startswith(UNIT_DIR)}
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def _hyphenated(value: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            child = f"{path}.{k}" if path else str(k)
+            if "-" in str(k):
+                found.append(f"{child}: hyphenated key (cloud-config keys use underscores)")
+            found += _hyphenated(v, child)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _hyphenated(item, f"{path}[{i}]")
+    return found
+
+
+def _cloud_init_schema(text: str) -> list[str]:
+    tool = shutil.which("cloud-init")
+    if tool is None:
+        raise ToolMissing("cloud-init not found: install cloud-init to validate ubuntu userdata")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as fh:
+        fh.write(text)
+        fh.flush()
+        proc = subprocess.run(
+            [tool, "schema", "--config-file", fh.name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    if proc.returncode == 0:
+        return []
+    out = (proc.stdout + proc.stderr).replace(fh.name, "userdata").strip()
+    return [f"cloud-init schema: {ln}" for ln in out.splitlines() if ln.strip()]
+
+
+def validate_document(flavor: str, node_role: str, text: str) -> list[str]:
+    """Problems with one rendered document; empty if it is fine. Raises ToolMissing."""
+    if flavor not in FLAVORS or node_role not in ROLES:
+        return [f"unknown flavor/role {flavor!r}/{node_role!r}"]
+    problems = [] if text.startswith(HEADER) else ["first line is not '#cloud-config'"]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return [*problems, f"YAML: {exc}".splitlines()[0]]
+    if not isinstance(doc, dict):
+        return [*problems, "YAML: the document is not a mapping"]
+    problems += _hyphenated(doc)
+    if flavor == "flatcar":
+        problems += [p for p in flatcar_schema.check(doc) if "hyphenated" not in p]
+    else:
+        problems += _cloud_init_schema(text)
+    try:
+        units = units_of(flavor, doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [*problems, f"units: cannot read ({exc})"]
+    problems += verify_units(units)
+    return problems
+
+
+def etcd_env(doc_text: str) -> dict[str, str]:
+    """The etcd member's flags (ETCD_* variables) as rendered in its userdata."""
+    return parse_env(files_of(yaml.safe_load(doc_text)).get(ETCD_ENV, ""))
+
+
+def validate_cluster(inp: RenderInput, docs: dict[str, str]) -> list[str]:
+    """Every document's problems, plus etcd flags that disagree between members."""
+    problems: list[str] = []
+    for node in inp.nodes:
+        if node.name not in docs:
+            problems.append(f"{node.name}: no document rendered")
+            continue
+        problems += [
+            f"{node.name}: {p}" for p in validate_document(inp.flavor, node.role, docs[node.name])
+        ]
+    members = [n for n in inp.by_role("etcd") if n.name in docs]
+    envs = {m.name: etcd_env(docs[m.name]) for m in members}
+    expected = {m.name: f"https://{m.ip}:2380" for m in members}
+    for key in ETCD_SHARED:
+        values = {name: env.get(key) for name, env in envs.items()}
+        if len(set(values.values())) > 1:
+            problems.append(f"etcd: {key} differs between members: {values}")
+    for name, env in envs.items():
+        if env.get("ETCD_NAME") != name:
+            problems.append(f"{name}: ETCD_NAME is {env.get('ETCD_NAME')!r}")
+        if env.get("ETCD_INITIAL_ADVERTISE_PEER_URLS") != expected[name]:
+            problems.append(
+                f"{name}: peer URL {env.get('ETCD_INITIAL_ADVERTISE_PEER_URLS')!r} "
+                f"is not {expected[name]!r}"
+            )
+        listed = dict(
+            item.split("=", 1)
+            for item in (env.get("ETCD_INITIAL_CLUSTER") or "").split(",")
+            if "=" in item
+        )
+        if listed != expected:
+            problems.append(
+                f"{name}: ETCD_INITIAL_CLUSTER {listed} does not list the members {expected}"
+            )
+    return problems
