@@ -47,7 +47,7 @@ def diff_rules(
                     changes.adopt.append(existing.id)
             elif existing.managed:
                 changes.revoke.append(existing.id)
-        missing = sorted(wanted - seen)
+        missing = sorted(wanted - seen, key=Rule.sort_key)
         if missing:
             changes.add[group] = missing
     for group, rules in current.items():
@@ -61,6 +61,6 @@ def open_to_world(desired: Mapping[str, set[Rule]]) -> list[tuple[str, Rule]]:
     return [
         (group, rule)
         for group, rules in desired.items()
-        for rule in sorted(rules)
+        for rule in sorted(rules, key=Rule.sort_key)
         if rule.cidr in ("0.0.0.0/0", "::/0")
     ]

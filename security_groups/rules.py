@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Rule:
     """One ingress rule on a group: a protocol and port range, from a CIDR or from a group.
 
@@ -18,6 +18,15 @@ class Rule:
     end_port: int
     cidr: str | None = None
     source_group: str | None = None
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        return (
+            self.protocol,
+            self.start_port,
+            self.end_port,
+            self.cidr or "",
+            self.source_group or "",
+        )
 
     def describe(self) -> str:
         ports = (

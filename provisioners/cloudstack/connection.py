@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
 from stackfleet.errors import CloudError, CredentialsError, Unreachable
 from stackfleet.provisioners.cloudstack.signing import expiry_params, sign
@@ -155,7 +155,7 @@ class CloudStackAPI:
                 response = conn.request(
                     action=self._path,
                     params={},
-                    data=urlencode(full),
+                    data=full,  # libcloud form-encodes it
                     method="POST",
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                     retry_failed=False,

@@ -75,7 +75,7 @@ def delete(ctx: Ctx) -> Inner:
     sg = _lookup(ctx, "id", "name")
     if sg["id"] == DEFAULT_ID:
         raise errors.invalid("The network default group cannot be deleted")
-    if any(sg["id"] in v["securitygroupids"] for v in ctx.tx.all("vm")):
+    if any(sg["id"] in v["securitygroupids"] for v in ctx.tx.all("vm") if not v.get("removed")):
         raise errors.ApiError(536, "Cannot delete group when it's in use by virtual machines")
     for r in rules_of(ctx.tx, sg["id"]):
         tagmod.drop_all(ctx.tx, "SecurityGroupRule", r["id"])

@@ -1,0 +1,170 @@
+"""What every command shares: global options, the error edge, the spec and cloud lookup.
+
+The error edge is the one place where typed errors become a one-line message and an
+exit code (ExitCode in stackfleet.errors). A traceback is shown only with --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from stackfleet.errors import BadInput, ExitCode, StackfleetError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_SPEC = "stackfleet.yaml"
+
+
+@dataclass
+class Settings:
+    output: str = "table"
+    verbose: int = 0
+    debug: bool = False
+    yes: bool = False
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings()
+    return root.obj
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        # Given before or after the subcommand: the later one wins, a default never does.
+        source = ctx.get_parameter_source(param.name or name)
+        if source is not click.core.ParameterSource.DEFAULT:
+            setattr(settings(), name, value)
+        return value
+
+    return callback
+
+
+def global_options(func: F) -> F:
+    """--output, -v, --debug, --yes: accepted on the group and on every command."""
+    options = [
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(["table", "json"]),
+            default="table",
+            expose_value=False,
+            callback=_remember("output"),
+            help="table for people, json for scripts (a stable, documented shape).",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_remember("verbose"),
+            help="Log each API call (secrets redacted). Twice: more.",
+        ),
+        click.option(
+            "--debug",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember("debug"),
+            help="Show a traceback on failure, and debug logs.",
+        ),
+        click.option(
+            "--yes",
+            "-y",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember("yes"),
+            help="Do not ask for confirmation.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def spec_option(func: F) -> F:
+    return click.option(
+        "--file",
+        "-f",
+        "spec_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_SPEC,
+        envvar="STACKFLEET_SPEC",
+        show_default=True,
+        help="The cluster spec (YAML). Env: STACKFLEET_SPEC.",
+    )(func)
+
+
+def handle_errors(func: F) -> F:
+    """Turn every failure into one line on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts = settings()
+        _configure_logging(opts)
+        try:
+            return func(*args, **kwargs)
+        except StackfleetError as exc:
+            _fail(str(exc), exc.exit_code, opts)
+        except KeyboardInterrupt:
+            _fail(
+                "interrupted: nothing is lost; run the same command again to continue",
+                ExitCode.INTERRUPTED,
+                opts,
+            )
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the last line of defence: still one line, still non-zero
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                ExitCode.CLOUD_FAILURE,
+                opts,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, code: ExitCode, opts: Settings) -> None:
+    if opts.debug:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+def _configure_logging(opts: Settings) -> None:
+    level = logging.DEBUG if (opts.debug or opts.verbose) else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if not (opts.debug or opts.verbose > 1):
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def confirm(question: str) -> None:
+    """Ask unless --yes; refuse (exit 2) when nobody can answer."""
+    if settings().yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{question.rstrip('?')}: refusing without --yes (no terminal to ask)")
+    if not click.confirm(question, default=False, err=True):
+        raise BadInput("cancelled: nothing was changed")
+
+
+def load(spec_path: Path) -> Any:
+    from stackfleet.spec import load_spec
+
+    if not spec_path.exists():
+        raise BadInput(
+            f"{spec_path}: no such spec file; write one with `stackfleet init` or pass -f FILE"
+        )
+    return load_spec(spec_path)
