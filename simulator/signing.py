@@ -19,7 +19,8 @@ _JAVA_SAFE = "-_.*"
 
 
 def java_urlencode(value: str) -> str:
-    return quote(value, safe=_JAVA_SAFE)
+    # Python always leaves '~' alone; URLEncoder encodes it.
+    return quote(value, safe=_JAVA_SAFE).replace("~", "%7E")
 
 
 def string_to_sign(params: Mapping[str, str]) -> str:
