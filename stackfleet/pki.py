@@ -53,7 +53,7 @@ class SSHHostKey:
     public_openssh: str  # "ssh-ed25519 AAAA..." (what paramiko pins)
 
 
-@dataclass
+@dataclass(repr=False)
 class ClusterPKI:
     cluster: str
     etcd_ca: CertKey
@@ -66,18 +66,14 @@ class ClusterPKI:
     ssh_host_keys: dict[str, SSHHostKey] = field(default_factory=dict)  # any node -> key
     bootstrap_token: str = ""
 
+    def __repr__(self) -> str:
+        # Keys and tokens must never end up in a log line or a test failure message.
+        return f"ClusterPKI(cluster={self.cluster!r}, members={sorted(self.etcd_members)})"
+
     @property
     def ca_cert_hash(self) -> str:
         """kubeadm's --discovery-token-ca-cert-hash: sha256 of the CA's SubjectPublicKeyInfo."""
         return ca_cert_hash(self.kube_ca.cert_pem)
-
-
-def __repr_guard(self: ClusterPKI) -> str:
-    # Keys and tokens must never end up in a log line or a test failure message.
-    return f"ClusterPKI(cluster={self.cluster!r}, members={sorted(self.etcd_members)})"
-
-
-ClusterPKI.__repr__ = __repr_guard  # type: ignore[method-assign]
 
 
 # ---- pure helpers -------------------------------------------------------------------------
@@ -357,12 +353,20 @@ def _ca(store: _Store, stem: str, common_name: str) -> CertKey:
 
 
 def _leaf(
-    store: _Store, stem: str, ca: CertKey, cn: str, dns: list[str], ips: list[str], **kw: bool
+    store: _Store,
+    stem: str,
+    ca: CertKey,
+    cn: str,
+    dns: list[str],
+    ips: list[str],
+    *,
+    server: bool,
+    client: bool,
 ) -> CertKey:
     existing = store.pair(stem)
     if existing is not None and cert_matches(existing, ca, dns, ips):
         return existing
-    ck = issue(ca, cn, dns=dns, ips=ips, **kw)
+    ck = issue(ca, cn, dns=dns, ips=ips, server=server, client=client)
     store.put_pair(stem, ck)
     return ck
 
