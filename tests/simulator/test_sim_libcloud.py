@@ -1,0 +1,93 @@
+"""apache-libcloud's CloudStack driver, unmodified, against `stackfleet simulator serve`.
+
+Real: the libcloud 3.x driver (its own signing, GETs and job polling), HTTP over loopback,
+the CLI started as a separate OS process, SQLite state in a file. Simulated: the cloud.
+Only libcloud's poll interval is shortened (as libcloud's own tests do).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PUBLIC_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo"
+)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stackfleet", "simulator", "serve", "--port", "0",
+         "--state", str(tmp_path / "cloud.db"), "--latency", "default=0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        env: dict[str, str] = {}
+        assert proc.stdout is not None
+        while len(env) < 3:
+            line = proc.stdout.readline()
+            assert line, f"simulator exited: {proc.stderr.read() if proc.stderr else ''}"
+            name, _, value = line.strip().partition("=")
+            env[name] = value
+        yield env
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_libcloud_end_to_end(served: dict[str, str]) -> None:
+    from libcloud.compute.providers import Provider, get_driver
+
+    driver = get_driver(Provider.CLOUDSTACK)(
+        served["CLOUDSTACK_KEY"], served["CLOUDSTACK_SECRET"],
+        url=served["CLOUDSTACK_ENDPOINT"], secure=False,
+    )
+    driver.connection.poll_interval = 0.05
+
+    locations = {loc.name: loc for loc in driver.list_locations()}
+    assert set(locations) == {"sim-gva-1", "sim-zrh-1"}
+    images = {img.name: img for img in driver.list_images(location=locations["sim-gva-1"])}
+    assert "Flatcar Container Linux stable" in images
+    sizes = {s.name: s for s in driver.list_sizes()}
+    assert sizes["Small"].ram == 2048
+
+    driver.ex_create_security_group("web", description="web servers")
+    driver.ex_authorize_security_group_ingress("web", "tcp", "0.0.0.0/0", 22, 22)
+    group = next(g for g in driver.ex_list_security_groups() if g["name"] == "web")
+    assert group["ingressrule"][0]["startport"] == 22
+
+    driver.import_key_pair_from_string("demo", PUBLIC_KEY)
+    assert [k.name for k in driver.list_key_pairs()] == ["demo"]
+
+    userdata = "#cloud-config\nhostname: web-1\n"
+    node = driver.create_node(
+        name="web-1", size=sizes["Small"], image=images["Flatcar Container Linux stable"],
+        location=locations["sim-gva-1"], ex_security_groups=["web"], ex_keyname="demo",
+        ex_userdata=userdata, ex_start_vm=True,
+    )
+    driver.ex_create_tags([node.id], "UserVm", {"stackfleet:cluster": "demo"})
+
+    listed = next(n for n in driver.list_nodes() if n.id == node.id)
+    assert listed.state == "running"
+    assert listed.private_ips and listed.private_ips[0].startswith("10.11.")
+    assert listed.extra["tags"] == {"stackfleet:cluster": "demo"}
+    assert listed.extra["key_name"] == "demo"
+    assert listed.extra["security_group"] == ["web"]
+    got = driver.connection.request(
+        "getVirtualMachineUserData", params={"virtualmachineid": node.id}
+    ).object["getvirtualmachineuserdataresponse"]["virtualmachineuserdata"]["userdata"]
+    assert base64.b64decode(got).decode() == userdata
+
+    assert driver.destroy_node(listed, ex_expunge=True)
+    assert all(n.id != node.id for n in driver.list_nodes())
