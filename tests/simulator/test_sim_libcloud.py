@@ -84,9 +84,9 @@ def test_libcloud_end_to_end(served: dict[str, str]) -> None:
     assert listed.extra["tags"] == {"stackfleet:cluster": "demo"}
     assert listed.extra["key_name"] == "demo"
     assert listed.extra["security_group"] == ["web"]
-    got = driver.connection.request(
-        "getVirtualMachineUserData", params={"virtualmachineid": node.id}
-    ).object["getvirtualmachineuserdataresponse"]["virtualmachineuserdata"]["userdata"]
+    got = driver._sync_request(
+        command="getVirtualMachineUserData", params={"virtualmachineid": node.id}
+    )["virtualmachineuserdata"]["userdata"]
     assert base64.b64decode(got).decode() == userdata
 
     assert driver.destroy_node(listed, ex_expunge=True)
