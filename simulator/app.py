@@ -52,6 +52,7 @@ class Simulator:
         for server in sim._servers:
             thread = threading.Thread(
                 target=server.serve_forever,
+                args=(0.05,),
                 daemon=True,
                 name=f"simulator-{server.server_address[1]}",
             )
