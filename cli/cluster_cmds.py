@@ -170,7 +170,7 @@ def up(spec_path: Path) -> None:
     with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
         result = run_up(spec, prov, shown)
         live = prov.live_state(spec.name)
-    data = {
+    data: dict[str, Any] = {
         "changed": result.changed,
         "actions": [vars(a) for a in result.plan.actions()],
         "status": _status_data(spec.name, live),

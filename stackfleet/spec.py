@@ -238,8 +238,8 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
     """Cross-field checks; each runs only on the parts that passed the schema."""
     if not isinstance(data, dict):
         return
-    roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
-    counts = {
+    roles: dict[str, Any] = data["roles"] if isinstance(data.get("roles"), dict) else {}
+    counts: dict[str, int] = {
         key: item.get("count")
         for key, item in roles.items()
         if isinstance(item, dict) and _is_int(item.get("count"))
@@ -252,7 +252,7 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
         problems.append(("roles.control.count", "workers need at least one control node"))
     if counts.get("control", 0) > 1:
         problems.append(("roles.control.count", "one control node is supported (HA: not yet)"))
-    net = data.get("network") if isinstance(data.get("network"), dict) else {}
+    net: dict[str, Any] = data["network"] if isinstance(data.get("network"), dict) else {}
     pod = net.get("pod_cidr", DEFAULT_POD_CIDR)
     svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)
     if _overlap(pod, svc):

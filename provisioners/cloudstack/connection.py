@@ -132,8 +132,8 @@ class CloudStackAPI:
             )
             # libcloud would sign again in pre_connect_hook and add its own defaults,
             # and would raise its own errors: we read status and body ourselves.
-            conn.add_default_params = lambda params: params
-            conn.pre_connect_hook = lambda params, headers: (params, headers)
+            setattr(conn, "add_default_params", lambda params: params)  # noqa: B010
+            setattr(conn, "pre_connect_hook", lambda params, headers: (params, headers))  # noqa: B010
             conn.responseCls = _plain_response_class()
             self._local.conn = conn
         return conn
@@ -241,7 +241,7 @@ def _plain_response_class() -> Any:
     if _PLAIN is None:
         from libcloud.common.base import Response
 
-        class PlainResponse(Response):  # type: ignore[misc]
+        class PlainResponse(Response):
             def success(self) -> bool:
                 return True
 

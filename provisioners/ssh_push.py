@@ -1,0 +1,88 @@
+"""The `ssh` bootstrap strategy: push each node's final cloud-config over SFTP and apply it.
+
+For zones where neither the IP is known before boot nor a stop/start is wanted, but the
+nodes are reachable on port 22. The host key is pinned (see ssh_client). The document
+holds private keys: it is created 0600 before a byte is written, and moved into place
+with sudo.
+- flatcar: /var/lib/flatcar-install/user_data, which coreos-cloudinit applies now and
+  on every boot.
+- ubuntu: a NoCloud seed (/var/lib/cloud/seed/nocloud), which cloud-init prefers on the
+  next boot; `cloud-init clean --reboot` forgets stage 1 and boots into it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stackfleet import state
+from stackfleet.errors import CloudError, NotFound
+from stackfleet.provisioners.base import Machine
+from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect_when_up, run
+from stackfleet.spec import Spec
+
+UPLOAD_PATH = ".stackfleet-user-data"
+
+
+def apply_commands(flavor: str, node: str, upload: str) -> list[str]:
+    up = shlex.quote(upload)
+    if flavor == "flatcar":
+        target = "/var/lib/flatcar-install/user_data"
+        return [
+            f"sudo install -D -m 0600 {up} {target}",
+            f"rm -f {up}",
+            f"sudo coreos-cloudinit --from-file={target}",
+        ]
+    seed = "/var/lib/cloud/seed/nocloud"
+    meta = shlex.quote(f"instance-id: {node}-final\nlocal-hostname: {node}\n")
+    return [
+        f"sudo install -D -m 0600 {up} {seed}/user-data",
+        f"rm -f {up}",
+        f"printf %s {meta} | sudo tee {seed}/meta-data >/dev/null",
+        "sudo cloud-init clean --reboot",
+    ]
+
+
+def upload_private(client: Any, text: str, remote_path: str) -> None:
+    """Write `text` to `remote_path`, readable by its owner only from the first byte."""
+    sftp = client.open_sftp()
+    try:
+        with sftp.open(remote_path, "w") as handle:
+            handle.chmod(0o600)
+            handle.write(text.encode())
+    finally:
+        sftp.close()
+
+
+def host_key(cluster: str, node: str) -> str:
+    path = state.cluster_dir(cluster) / "pki" / f"ssh-host-{node}.pub"
+    if not path.exists():
+        raise NotFound(f"{path}: no pinned host key for {node}; it lives where `up` ran")
+    return path.read_text().strip()
+
+
+def push_all(
+    spec: Spec, targets: Sequence[Machine], docs: Mapping[str, str], user: str | None = None
+) -> None:
+    key = state.operator_ssh_key(spec.name).private_path
+    login = user or LOGIN_USERS[spec.os]
+    for machine in targets:
+        address = machine.public_ip or machine.private_ip
+        if not address:
+            raise CloudError(f"{machine.name}: no IP to reach over SSH")
+        client = connect_when_up(
+            address, login, key, host_key(spec.name, machine.name), deadline_s=spec.timeout_s
+        )
+        try:
+            upload_private(client, docs[machine.name], UPLOAD_PATH)
+            for command in apply_commands(spec.os, machine.name, UPLOAD_PATH):
+                code, _, err = run(client, command)
+                # `cloud-init clean --reboot` drops the connection: that is success.
+                if code not in (0, -1) and "reboot" not in command:
+                    raise CloudError(
+                        f"{machine.name}: `{command.split()[1]}` failed ({code}): "
+                        f"{err.strip().splitlines()[-1] if err.strip() else 'no output'}"
+                    )
+        finally:
+            client.close()
