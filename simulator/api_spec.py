@@ -65,8 +65,8 @@ def check(api: Api, params: dict[str, str]) -> None:
         if param.required and param.name not in present:
             raise errors.missing_param(api.name, param.name)
     for key, value in params.items():
-        param = api.params.get(key.lower())
-        if param is None:
+        known = api.params.get(key.lower())
+        if known is None:
             continue
-        if param.type in ("integer", "long", "short") and not re.fullmatch(r"-?\d+", value):
-            raise errors.bad_value(api.name, param.name, value)
+        if known.type in ("integer", "long", "short") and not re.fullmatch(r"-?\d+", value):
+            raise errors.bad_value(api.name, known.name, value)

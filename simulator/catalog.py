@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass
+from functools import cache
 
 _NS = uuid.UUID("5f0c6a52-7f1e-4c55-9d64-5a8c1f0b7e21")
 
@@ -24,6 +25,13 @@ def stable_id(*parts: str) -> str:
 ACCOUNT_ID = stable_id("account", ACCOUNT)
 USER_ID = stable_id("user", ACCOUNT)
 DOMAIN_ID = stable_id("domain", DOMAIN)
+
+
+@cache
+def _candidates(cidr: str) -> tuple[str, ...]:
+    # .1 is the router (gateway and metadata server); guests from .10 on.
+    hosts = list(ipaddress.IPv4Network(cidr).hosts())
+    return tuple(str(ip) for ip in hosts[9:])
 
 
 @dataclass(frozen=True)
@@ -44,10 +52,8 @@ class Network:
     def gateway(self) -> str:
         return str(self.net.network_address + 1)
 
-    def candidates(self) -> list[str]:
-        # .1 is the router (gateway and metadata server); guests from .10 on.
-        hosts = list(self.net.hosts())
-        return [str(ip) for ip in hosts[9:]]
+    def candidates(self) -> tuple[str, ...]:
+        return _candidates(self.cidr)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,14 @@ class Tx:
         rows = self.conn.execute("SELECT doc FROM docs WHERE kind=? ORDER BY seq", (kind,))
         return [json.loads(r[0]) for r in rows]
 
+    def prefixed(self, kind: str, prefix: str) -> list[Doc]:
+        """Documents whose id starts with `prefix` (an index range scan, not a full scan)."""
+        rows = self.conn.execute(
+            "SELECT doc FROM docs WHERE kind=? AND id>=? AND id<? ORDER BY seq",
+            (kind, prefix, prefix + "\uffff"),
+        )
+        return [json.loads(r[0]) for r in rows]
+
     def put(self, kind: str, doc: Doc) -> None:
         self.conn.execute(
             "INSERT INTO docs (kind, id, seq, doc) VALUES (?, ?, "

@@ -20,11 +20,7 @@ def canonical_type(name: str) -> str:
 
 
 def tags_for(tx: Tx, resource_type: str, resource_id: str) -> list[dict[str, Any]]:
-    return [
-        shapes.tag(t)
-        for t in tx.all("tag")
-        if t["resourcetype"] == resource_type and t["resourceid"] == resource_id
-    ]
+    return [shapes.tag(t) for t in tx.prefixed("tag", f"{resource_type}:{resource_id}:")]
 
 
 def matches(tx: Tx, resource_type: str, resource_id: str, wanted: list[dict[str, str]]) -> bool:
@@ -36,9 +32,8 @@ def matches(tx: Tx, resource_type: str, resource_id: str, wanted: list[dict[str,
 
 
 def drop_all(tx: Tx, resource_type: str, resource_id: str) -> None:
-    for t in tx.all("tag"):
-        if t["resourcetype"] == resource_type and t["resourceid"] == resource_id:
-            tx.delete("tag", t["id"])
+    for t in tx.prefixed("tag", f"{resource_type}:{resource_id}:"):
+        tx.delete("tag", t["id"])
 
 
 def _resources(ctx: Ctx) -> tuple[str, list[str]]:

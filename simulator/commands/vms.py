@@ -98,18 +98,19 @@ def validate_userdata(ctx: Ctx, value: str) -> str:
     return base64.b64encode(decoded).decode()
 
 
-def _ip_in_use(tx: Tx, ip: str, except_id: str | None = None) -> bool:
-    return any(
-        v["id"] != except_id and ip in (v.get("ipaddress"), v.get("requestedip"))
-        for v in live_vms(tx)
-        if v["state"] not in ("Destroyed", "Error")
-    )
+def _ips_in_use(tx: Tx, except_id: str | None = None) -> set[str]:
+    used: set[str] = set()
+    for v in live_vms(tx):
+        if v["id"] != except_id and v["state"] not in ("Destroyed", "Error"):
+            used.update(ip for ip in (v.get("ipaddress"), v.get("requestedip")) if ip)
+    return used
 
 
 def allocate_ip(tx: Tx, zone: cat.Zone, vm_id: str, requested: str | None) -> str:
     network = zone.network
+    used = _ips_in_use(tx, vm_id)
     if requested is not None:
-        if _ip_in_use(tx, requested, vm_id):
+        if requested in used:
             raise errors.ApiError(
                 533,
                 f"Requested ip address {requested} is not available in the network {network.name}",
@@ -117,7 +118,7 @@ def allocate_ip(tx: Tx, zone: cat.Zone, vm_id: str, requested: str | None) -> st
             )
         return requested
     for candidate in network.candidates():
-        if not _ip_in_use(tx, candidate, vm_id):
+        if candidate not in used:
             return candidate
     raise errors.ApiError(
         533,
@@ -424,7 +425,7 @@ def list_vms(ctx: Ctx) -> Inner:
     ids = set(ctx.id_list("ids"))
     wanted_tags = ctx.maps("tags")
     wanted_state = ctx.get("state")
-    items = []
+    items: list[Any] = []
     for vm in live_vms(tx):
         state = display_state(tx, vm, ctx.now)
         # Like CloudStack for users: destroyed VMs show only when asked for by state.
@@ -445,5 +446,9 @@ def list_vms(ctx: Ctx) -> Inner:
             and tagmod.matches(tx, "UserVm", vm["id"], wanted_tags)
         ):
             continue
-        items.append(render(tx, vm, ctx.now, state))
-    return listing(ctx, "virtualmachine", items)
+        items.append((vm, state))
+    # Render only the requested page: rendering (tags, groups) is the costly part.
+    page = listing(ctx, "virtualmachine", items)
+    if "virtualmachine" in page:
+        page["virtualmachine"] = [render(tx, vm, ctx.now, st) for vm, st in page["virtualmachine"]]
+    return page

@@ -26,7 +26,11 @@ def kind(value: Any) -> str:
 def _old_fixture_variant(key: str, real: Any, ours: Any) -> bool:
     """Early CloudStack versions (some libcloud fixtures) used integer ids and "true" strings;
     the newer shape (string UUIDs, booleans) wins, as the conformance README says."""
-    if kind(real) == "number" and kind(ours) == "string" and (key in ("id", "related") or key.endswith("id")):
+    if (
+        kind(real) == "number"
+        and kind(ours) == "string"
+        and (key in ("id", "related") or key.endswith("id"))
+    ):
         return True
     return key == "success" and real == "true" and ours is True
 

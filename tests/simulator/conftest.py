@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sim_apiclient import Api
 
 from stackfleet.simulator import Simulator, SimulatorConfig
-from sim_apiclient import Api
 
 
 @pytest.fixture

@@ -27,8 +27,12 @@ class Api:
         return out
 
     def raw(
-        self, command: str, method: str = "GET", body_keys: tuple[str, ...] = (),
-        secret: str | None = None, **params: Any,
+        self,
+        command: str,
+        method: str = "GET",
+        body_keys: tuple[str, ...] = (),
+        secret: str | None = None,
+        **params: Any,
     ) -> tuple[int, dict[str, Any]]:
         signed = self.signed({"command": command, **params}, secret)
         query = {k: v for k, v in signed.items() if k not in body_keys}
@@ -69,8 +73,13 @@ class Api:
 
     def deploy(self, zone: str, wait: bool = True, **params: Any) -> dict[str, Any]:
         zones, template, offerings = self.ids()
-        resp = self("deployVirtualMachine", zoneid=zones[zone], templateid=template,
-                    serviceofferingid=offerings["Small"], **params)
+        resp = self(
+            "deployVirtualMachine",
+            zoneid=zones[zone],
+            templateid=template,
+            serviceofferingid=offerings["Small"],
+            **params,
+        )
         if not wait:
             return resp
         job = self.wait(resp["jobid"])

@@ -19,9 +19,13 @@ from stackfleet.simulator import Simulator, SimulatorConfig
 def test_unknown_command_is_401_like_cloudstack(api: Api) -> None:
     status, body = api.raw("doesNotExist")
     assert status == 401
-    assert body == {"doesnotexistresponse": {
-        "uuidList": [], "errorcode": 401,
-        "errortext": "unable to verify user credentials and/or request signature"}}
+    assert body == {
+        "doesnotexistresponse": {
+            "uuidList": [],
+            "errorcode": 401,
+            "errortext": "unable to verify user credentials and/or request signature",
+        }
+    }
 
 
 def test_missing_required_parameter_is_431_9999(api: Api) -> None:
@@ -86,9 +90,14 @@ def test_advanced_zone_ip_allocated_at_deploy_pinning_and_taken(api: Api) -> Non
     pinned = api.deploy("sim-zrh-1", name="a2", startvm="false", ipaddress="10.12.0.50")
     assert pinned["nic"][0]["ipaddress"] == "10.12.0.50"
     zones, template, offerings = api.ids()
-    status, body = api.raw("deployVirtualMachine", zoneid=zones["sim-zrh-1"], templateid=template,
-                           serviceofferingid=offerings["Small"], name="a3",
-                           ipaddress="10.12.0.50")
+    status, body = api.raw(
+        "deployVirtualMachine",
+        zoneid=zones["sim-zrh-1"],
+        templateid=template,
+        serviceofferingid=offerings["Small"],
+        name="a3",
+        ipaddress="10.12.0.50",
+    )
     assert status == 533
     assert body["deployvirtualmachineresponse"]["cserrorcode"] == 4320
 
@@ -96,8 +105,13 @@ def test_advanced_zone_ip_allocated_at_deploy_pinning_and_taken(api: Api) -> Non
 def test_duplicate_name_refused(api: Api) -> None:
     api.deploy("sim-gva-1", name="dup")
     zones, template, offerings = api.ids()
-    status, body = api.raw("deployVirtualMachine", zoneid=zones["sim-gva-1"], templateid=template,
-                           serviceofferingid=offerings["Small"], name="dup")
+    status, body = api.raw(
+        "deployVirtualMachine",
+        zoneid=zones["sim-gva-1"],
+        templateid=template,
+        serviceofferingid=offerings["Small"],
+        name="dup",
+    )
     assert status == 431 and "already exists" in body["deployvirtualmachineresponse"]["errortext"]
 
 
@@ -106,8 +120,10 @@ def test_host_anti_affinity_fails_job_with_533_when_hosts_run_out() -> None:
         api = Api(sim.endpoint, sim.api_key, sim.secret)
         group = api("createAffinityGroup", name="etcd", type="host anti-affinity")
         assert api.wait(group["jobid"])["jobstatus"] == 1
-        hosts = {api.deploy("sim-gva-1", name=f"e{i}", affinitygroupnames="etcd")["hostid"]
-                 for i in range(2)}
+        hosts = {
+            api.deploy("sim-gva-1", name=f"e{i}", affinitygroupnames="etcd")["hostid"]
+            for i in range(2)
+        }
         assert len(hosts) == 2
         resp = api.deploy("sim-gva-1", wait=False, name="e2", affinitygroupnames="etcd")
         job = api.wait(resp["jobid"])
@@ -127,33 +143,54 @@ def test_vm_limit_535_and_account_headroom() -> None:
         limit = api("listResourceLimits", resourcetype=0)["resourcelimit"]
         assert limit[0]["max"] == 2
         zones, template, offerings = api.ids()
-        status, body = api.raw("deployVirtualMachine", zoneid=zones["sim-gva-1"],
-                               templateid=template, serviceofferingid=offerings["Small"])
+        status, body = api.raw(
+            "deployVirtualMachine",
+            zoneid=zones["sim-gva-1"],
+            templateid=template,
+            serviceofferingid=offerings["Small"],
+        )
         assert status == 535
         assert body["deployvirtualmachineresponse"]["cserrorcode"] == 4370
 
 
 def test_userdata_get_cap_and_post_cap(api: Api) -> None:
     zones, template, offerings = api.ids()
-    base = {"zoneid": zones["sim-gva-1"], "templateid": template,
-            "serviceofferingid": offerings["Small"]}
+    base = {
+        "zoneid": zones["sim-gva-1"],
+        "templateid": template,
+        "serviceofferingid": offerings["Small"],
+    }
     big = base64.b64encode(b"x" * 3072).decode()  # exactly 4096 base64 characters
     status, body = api.raw("deployVirtualMachine", name="g1", userdata=big, **base)
     assert status == 431
     assert body["deployvirtualmachineresponse"]["errortext"] == (
-        "User data is too long for an http GET request")
-    status, body = api.raw("deployVirtualMachine", method="POST", body_keys=("userdata",),
-                           name="p1", userdata=big, **base)
+        "User data is too long for an http GET request"
+    )
+    status, body = api.raw(
+        "deployVirtualMachine",
+        method="POST",
+        body_keys=("userdata",),
+        name="p1",
+        userdata=big,
+        **base,
+    )
     assert status == 200
     vm_id = body["deployvirtualmachineresponse"]["id"]
     got = api("getVirtualMachineUserData", virtualmachineid=vm_id)["virtualmachineuserdata"]
     assert got["userdata"] == big
     huge = base64.b64encode(b"x" * 24579).decode()  # 32772 characters > 32768
-    status, body = api.raw("deployVirtualMachine", method="POST", body_keys=("userdata",),
-                           name="p2", userdata=huge, **base)
+    status, body = api.raw(
+        "deployVirtualMachine",
+        method="POST",
+        body_keys=("userdata",),
+        name="p2",
+        userdata=huge,
+        **base,
+    )
     assert status == 431
     assert body["deployvirtualmachineresponse"]["errortext"] == (
-        "User data has exceeded configurable max length : 32768")
+        "User data has exceeded configurable max length : 32768"
+    )
 
 
 def test_update_userdata_while_stopped(api: Api) -> None:
@@ -167,27 +204,54 @@ def test_update_userdata_while_stopped(api: Api) -> None:
 def test_tags_filter_vms_and_security_group_rules(api: Api) -> None:
     a = api.deploy("sim-gva-1", name="t1")
     api.deploy("sim-gva-1", name="t2")
-    job = api("createTags", resourcetype="UserVm", resourceids=a["id"],
-              **{"tags[0].key": "stackfleet:cluster", "tags[0].value": "demo"})
+    job = api(
+        "createTags",
+        resourcetype="UserVm",
+        resourceids=a["id"],
+        **{"tags[0].key": "stackfleet:cluster", "tags[0].value": "demo"},
+    )
     assert api.wait(job["jobid"])["jobresult"] == {"success": True}
-    found = api("listVirtualMachines", **{"tags[0].key": "stackfleet:cluster",
-                                          "tags[0].value": "demo"})
+    found = api(
+        "listVirtualMachines", **{"tags[0].key": "stackfleet:cluster", "tags[0].value": "demo"}
+    )
     assert [v["name"] for v in found["virtualmachine"]] == ["t1"]
     assert found["virtualmachine"][0]["tags"][0]["resourcetype"] == "UserVm"
     sg = api("createSecurityGroup", name="etcd")["securitygroup"]
-    auth = api("authorizeSecurityGroupIngress", securitygroupid=sg["id"], protocol="tcp",
-               startport=2379, endport=2380, **{"usersecuritygrouplist[0].account": "stackfleet",
-                                                "usersecuritygrouplist[0].group": "etcd"})
+    auth = api(
+        "authorizeSecurityGroupIngress",
+        securitygroupid=sg["id"],
+        protocol="tcp",
+        startport=2379,
+        endport=2380,
+        **{
+            "usersecuritygrouplist[0].account": "stackfleet",
+            "usersecuritygrouplist[0].group": "etcd",
+        },
+    )
     rule = api.wait(auth["jobid"])["jobresult"]["securitygroup"]["ingressrule"][0]
     assert rule["securitygroupname"] == "etcd"
-    api.wait(api("createTags", resourcetype="SecurityGroupRule", resourceids=rule["ruleid"],
-                 **{"tags[0].key": "stackfleet:rule", "tags[0].value": "etcd-peer"})["jobid"])
+    api.wait(
+        api(
+            "createTags",
+            resourcetype="SecurityGroupRule",
+            resourceids=rule["ruleid"],
+            **{"tags[0].key": "stackfleet:rule", "tags[0].value": "etcd-peer"},
+        )["jobid"]
+    )
     listed = api("listSecurityGroups", securitygroupname="etcd")["securitygroup"][0]
     assert listed["ingressrule"][0]["tags"][0]["value"] == "etcd-peer"
     # A duplicate rule is skipped; with nothing new the job fails as CloudStack's does.
-    dup = api("authorizeSecurityGroupIngress", securitygroupid=sg["id"], protocol="tcp",
-              startport=2379, endport=2380, **{"usersecuritygrouplist[0].account": "stackfleet",
-                                               "usersecuritygrouplist[0].group": "etcd"})
+    dup = api(
+        "authorizeSecurityGroupIngress",
+        securitygroupid=sg["id"],
+        protocol="tcp",
+        startport=2379,
+        endport=2380,
+        **{
+            "usersecuritygrouplist[0].account": "stackfleet",
+            "usersecuritygrouplist[0].group": "etcd",
+        },
+    )
     assert api.wait(dup["jobid"])["jobstatus"] == 2
 
 
@@ -218,5 +282,6 @@ def test_rate_limit_429(limit: int) -> None:
         inner = body["listzonesresponse"]
         assert inner["errorcode"] == 429 and inner["cserrorcode"] == 9999
         assert inner["errortext"].startswith(
-            "The given user has reached his/her account api limit, please retry after ")
+            "The given user has reached his/her account api limit, please retry after "
+        )
         assert inner["errortext"].endswith(" ms.")

@@ -10,8 +10,12 @@ import pytest
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stackfleet", "simulator", "serve", *args],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "stackfleet", "simulator", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_help_documents_every_option() -> None:
@@ -26,13 +30,16 @@ def test_help_documents_every_option() -> None:
     assert "--state" in out
 
 
-@pytest.mark.parametrize("args", [
-    ["--latency", "deployVirtualMachine=soon"],
-    ["--faults", "drop=2"],
-    ["--faults", "explode=0.1"],
-    ["--port", "-1"],
-    ["--no-such-flag"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--latency", "deployVirtualMachine=soon"],
+        ["--faults", "drop=2"],
+        ["--faults", "explode=0.1"],
+        ["--port", "-1"],
+        ["--no-such-flag"],
+    ],
+)
 def test_bad_flags_exit_2_without_traceback(args: list[str]) -> None:
     result = _serve(*args)
     assert result.returncode == 2

@@ -27,72 +27,225 @@ TOLERATED: dict[str, set[str]] = {
     # VM: no ISOs, HA, VNC passwords, guest OS details beyond template, volumes, groups,
     # public IPs (security-group zones), resource icons, or job ids embedded in objects.
     "virtualmachine": {
-        "isoid", "isoname", "isodisplaytext", "password", "group", "groupid", "publicip",
-        "publicipid", "guestosid", "rootdeviceid", "diskofferingid", "diskofferingname",
-        "forvirtualnetwork", "jobid", "jobstatus", "bootmode", "boottype", "userdata",
-        "templatetype", "pooltype", "lastupdated", "vgpu", "receivedbytes", "sentbytes",
-        "isolationuri", "broadcasturi", "hostcontrolstate", "readonlydetails",
-        "userdataid", "userdataname", "userdatapolicy", "displaynetwork", "ip6address",
-        "ip6cidr", "ip6gateway", "vlanid", "ipaddresses", "nic[].ip6address",
-        "affinitygroup[].virtualmachineIds", "ostypename", "sshkeyenabled",
+        "isoid",
+        "isoname",
+        "isodisplaytext",
+        "password",
+        "group",
+        "groupid",
+        "publicip",
+        "publicipid",
+        "guestosid",
+        "rootdeviceid",
+        "diskofferingid",
+        "diskofferingname",
+        "forvirtualnetwork",
+        "jobid",
+        "jobstatus",
+        "bootmode",
+        "boottype",
+        "userdata",
+        "templatetype",
+        "pooltype",
+        "lastupdated",
+        "vgpu",
+        "receivedbytes",
+        "sentbytes",
+        "isolationuri",
+        "broadcasturi",
+        "hostcontrolstate",
+        "readonlydetails",
+        "userdataid",
+        "userdataname",
+        "userdatapolicy",
+        "displaynetwork",
+        "ip6address",
+        "ip6cidr",
+        "ip6gateway",
+        "vlanid",
+        "ipaddresses",
+        "nic[].ip6address",
+        "affinitygroup[].virtualmachineIds",
+        "ostypename",
+        "sshkeyenabled",
     },
     "securitygroup": {"virtualmachine"},
     "zone": {
-        "capacity", "domain", "domainid", "domainname", "guestcidraddress", "internaldns2",
-        "ip6dns1", "ip6dns2", "resourcedetails", "vlan", "hasannotations", "type",
+        "capacity",
+        "domain",
+        "domainid",
+        "domainname",
+        "guestcidraddress",
+        "internaldns2",
+        "ip6dns1",
+        "ip6dns2",
+        "resourcedetails",
+        "vlan",
+        "hasannotations",
+        "type",
         "displaytext",
     },
     "template": {
-        "checksum", "hostid", "hostname", "physicalsize", "templatetag", "sourcetemplateid",
-        "removed", "url", "accountid", "childtemplates", "parenttemplateid", "icon",
-        "isrouting", "deployasisdetails", "userdataid", "userdataname", "userdatapolicy",
-        "userdataparams", "templatetag", "hasannotations", "bits",
+        "checksum",
+        "hostid",
+        "hostname",
+        "physicalsize",
+        "templatetag",
+        "sourcetemplateid",
+        "removed",
+        "url",
+        "accountid",
+        "childtemplates",
+        "parenttemplateid",
+        "icon",
+        "isrouting",
+        "deployasisdetails",
+        "userdataid",
+        "userdataname",
+        "userdatapolicy",
+        "userdataparams",
+        "hasannotations",
+        "bits",
     },
     "serviceoffering": {
-        "hosttags", "storagetags", "networkrate", "systemvmtype", "tags", "domain",
-        "domainid", "zone", "zoneid", "deploymentplanner", "serviceofferingdetails",
-        "cacheMode", "vspherestoragepolicy", "diskofferingid", "diskofferingname",
-        "diskofferingdisplaytext", "rootdisksize", "iscustomizediops", "miniops", "maxiops",
-        "hypervisorsnapshotreserve", "diskBytesReadRate", "diskBytesWriteRate",
-        "diskIopsReadRate", "diskIopsWriteRate",
+        "hosttags",
+        "storagetags",
+        "networkrate",
+        "systemvmtype",
+        "tags",
+        "domain",
+        "domainid",
+        "zone",
+        "zoneid",
+        "deploymentplanner",
+        "serviceofferingdetails",
+        "cacheMode",
+        "vspherestoragepolicy",
+        "diskofferingid",
+        "diskofferingname",
+        "diskofferingdisplaytext",
+        "rootdisksize",
+        "iscustomizediops",
+        "miniops",
+        "maxiops",
+        "hypervisorsnapshotreserve",
+        "diskBytesReadRate",
+        "diskBytesWriteRate",
+        "diskIopsReadRate",
+        "diskIopsWriteRate",
     },
     "network": {
-        "vlan", "broadcasturi", "isolationmethods", "physicalnetworkid", "account",
-        "networkcidr", "reservediprange", "ip6cidr", "ip6gateway", "vpcid", "aclid",
-        "aclname", "project", "projectid", "externalid", "sentbytes", "receivedbytes",
-        "service[].capability", "service[].provider[].id", "service[].provider[].state",
-        "service[].provider[].physicalnetworkid", "service[].provider[].destinationphysicalnetworkid",
-        "service[].provider[].servicelist", "service[].provider[].canenableindividualservice",
-        "zonesnetworkspans", "icon", "ip6dns1", "ip6dns2", "publicmtu", "privatemtu",
-        "tungstenvirtualrouteruuid", "internetprotocol", "ip6routing", "egressdefaultpolicy",
-        "hasannotations", "details", "domainid", "domain", "networkdomain", "vpcname",
-        "associatednetwork", "associatednetworkid", "subdomainaccess", "canusefordeploy",
+        "vlan",
+        "broadcasturi",
+        "isolationmethods",
+        "physicalnetworkid",
+        "account",
+        "networkcidr",
+        "reservediprange",
+        "ip6cidr",
+        "ip6gateway",
+        "vpcid",
+        "aclid",
+        "aclname",
+        "project",
+        "projectid",
+        "externalid",
+        "sentbytes",
+        "receivedbytes",
+        "service[].capability",
+        "service[].provider[].id",
+        "service[].provider[].state",
+        "service[].provider[].physicalnetworkid",
+        "service[].provider[].destinationphysicalnetworkid",
+        "service[].provider[].servicelist",
+        "service[].provider[].canenableindividualservice",
+        "zonesnetworkspans",
+        "icon",
+        "ip6dns1",
+        "ip6dns2",
+        "publicmtu",
+        "privatemtu",
+        "tungstenvirtualrouteruuid",
+        "internetprotocol",
+        "ip6routing",
+        "egressdefaultpolicy",
+        "hasannotations",
+        "details",
+        "domainid",
+        "domain",
+        "networkdomain",
+        "vpcname",
+        "associatednetwork",
+        "associatednetworkid",
+        "subdomainaccess",
+        "canusefordeploy",
     },
-    "capability": {"customhypervisordisplayname", "instancesstatsretentiontime",
-                   "instancesstatsuseronly", "instancesdisksstatsretentiontime",
-                   "instancesdisksstatsretentiononly", "sharedfsvmmincpucount"},
+    "capability": {
+        "customhypervisordisplayname",
+        "instancesstatsretentiontime",
+        "instancesstatsuseronly",
+        "instancesdisksstatsretentiontime",
+        "instancesdisksstatsretentiononly",
+        "sharedfsvmmincpucount",
+    },
     "account": {
-        "accountdetails", "cpuavailable", "cpulimit", "cputotal", "ipavailable", "iplimit",
-        "iptotal", "memoryavailable", "memorylimit", "memorytotal", "networkavailable",
-        "networklimit", "networktotal", "primarystorageavailable", "primarystoragelimit",
-        "primarystoragetotal", "projectavailable", "projectlimit", "projecttotal",
-        "receivedbytes", "sentbytes", "secondarystorageavailable", "secondarystoragelimit",
-        "secondarystoragetotal", "snapshotavailable", "snapshotlimit", "snapshottotal",
-        "templateavailable", "templatelimit", "templatetotal", "volumeavailable",
-        "volumelimit", "volumetotal", "vpcavailable", "vpclimit", "vpctotal",
-        "user[].apikey", "user[].secretkey", "user[].email", "user[].firstname",
-        "user[].lastname", "user[].iscallerchilddomain", "user[].timezone",
-        "user[].usersource", "user[].roleid", "user[].rolename", "user[].roletype",
+        "accountdetails",
+        "cpuavailable",
+        "cpulimit",
+        "cputotal",
+        "ipavailable",
+        "iplimit",
+        "iptotal",
+        "memoryavailable",
+        "memorylimit",
+        "memorytotal",
+        "networkavailable",
+        "networklimit",
+        "networktotal",
+        "primarystorageavailable",
+        "primarystoragelimit",
+        "primarystoragetotal",
+        "projectavailable",
+        "projectlimit",
+        "projecttotal",
+        "receivedbytes",
+        "sentbytes",
+        "secondarystorageavailable",
+        "secondarystoragelimit",
+        "secondarystoragetotal",
+        "snapshotavailable",
+        "snapshotlimit",
+        "snapshottotal",
+        "templateavailable",
+        "templatelimit",
+        "templatetotal",
+        "volumeavailable",
+        "volumelimit",
+        "volumetotal",
+        "vpcavailable",
+        "vpclimit",
+        "vpctotal",
+        "user[].apikey",
+        "user[].secretkey",
+        "user[].email",
+        "user[].firstname",
+        "user[].lastname",
+        "user[].iscallerchilddomain",
+        "user[].timezone",
+        "user[].usersource",
+        "user[].roleid",
+        "user[].rolename",
+        "user[].roletype",
     },
     "keypair": {"privatekey", "account", "domain", "domainid", "id"},
     "api": {"description", "related", "since", "type"},
-    "job": {"jobinstancetype", "jobinstanceid", "jobresulttype", "jobresult", "completed",
-            "cmd"},
+    "job": {"jobinstancetype", "jobinstanceid", "jobresulttype", "jobresult", "completed", "cmd"},
     "resourcelimit": {"resourcetypename"},
     "affinitygroup": {"account", "domain", "domainid", "description", "virtualmachineIds"},
 }
 _PROJECT_WIDE = _PROJECT | {
-    "hasannotations", "icon",
+    "hasannotations",
+    "icon",
     # A free-form details map; CloudStack's simulator hypervisor adds this flag.
     "Message.ReservedCapacityFreed.Flag",
 }
@@ -126,22 +279,44 @@ def _scenario(api: Api) -> dict[str, list[dict[str, Any]]]:
     call("listCapabilities")
     call("listApis", name="listZones")
     sg = call("createSecurityGroup", name="web")["securitygroup"]
-    call("authorizeSecurityGroupIngress", securitygroupid=sg["id"], protocol="tcp",
-         startport=22, endport=22, cidrlist="0.0.0.0/0")
+    call(
+        "authorizeSecurityGroupIngress",
+        securitygroupid=sg["id"],
+        protocol="tcp",
+        startport=22,
+        endport=22,
+        cidrlist="0.0.0.0/0",
+    )
     rule = call("listSecurityGroups", securitygroupname="web")["securitygroup"][0]["ingressrule"]
     call("createSSHKeyPair", name="generated")
-    call("registerSSHKeyPair", name="imported", publickey=(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"))
+    call(
+        "registerSSHKeyPair",
+        name="imported",
+        publickey=(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+        ),
+    )
     call("listSSHKeyPairs")
     call("createAffinityGroup", name="spread", type="host anti-affinity")
     call("listAffinityGroups")
     call("listAffinityGroupTypes")
-    vm = call("deployVirtualMachine", zoneid=zone["id"], templateid=template[0]["id"],
-              serviceofferingid=offering["id"], name="web-1", keypair="imported",
-              securitygroupids=sg["id"], affinitygroupnames="spread",
-              userdata=base64.b64encode(b"#cloud-config\n").decode())
-    call("createTags", resourcetype="UserVm", resourceids=vm["id"],
-         **{"tags[0].key": "role", "tags[0].value": "web"})
+    vm = call(
+        "deployVirtualMachine",
+        zoneid=zone["id"],
+        templateid=template[0]["id"],
+        serviceofferingid=offering["id"],
+        name="web-1",
+        keypair="imported",
+        securitygroupids=sg["id"],
+        affinitygroupnames="spread",
+        userdata=base64.b64encode(b"#cloud-config\n").decode(),
+    )
+    call(
+        "createTags",
+        resourcetype="UserVm",
+        resourceids=vm["id"],
+        **{"tags[0].key": "role", "tags[0].value": "web"},
+    )
     call("listTags")
     call("listVirtualMachines")
     call("stopVirtualMachine", id=vm["id"])
@@ -154,8 +329,13 @@ def _scenario(api: Api) -> dict[str, list[dict[str, Any]]]:
     call("listIpForwardingRules")
     call("listResourceLimits")
     call("listAccounts")
-    pending = api("deployVirtualMachine", zoneid=zone["id"], templateid=template[0]["id"],
-                  serviceofferingid=offering["id"], name="slow-1")
+    pending = api(
+        "deployVirtualMachine",
+        zoneid=zone["id"],
+        templateid=template[0]["id"],
+        serviceofferingid=offering["id"],
+        name="slow-1",
+    )
     seen["listAsyncJobs"] = [api("listAsyncJobs")]
     api.wait(pending["jobid"])
     call("deleteTags", resourcetype="UserVm", resourceids=vm["id"])
@@ -183,8 +363,9 @@ def answers() -> dict[str, list[dict[str, Any]]]:
         return _scenario(Api(sim.endpoint, sim.api_key, sim.secret))
 
 
-def _ours_for(command: str, real: dict[str, Any], answers: dict[str, list[dict[str, Any]]]
-              ) -> dict[str, Any] | None:
+def _ours_for(
+    command: str, real: dict[str, Any], answers: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any] | None:
     if "jobstatus" in real and f"{command}#job" in answers:
         return answers[f"{command}#job"][0]
     if command == "queryAsyncJobResult":
@@ -200,8 +381,9 @@ load_all()
 
 
 @pytest.mark.parametrize("command", sorted(HANDLERS))
-def test_conformance(command: str, answers: dict[str, list[dict[str, Any]]],
-                     record_property: Any) -> None:
+def test_conformance(
+    command: str, answers: dict[str, list[dict[str, Any]]], record_property: Any
+) -> None:
     refs = references(command)
     if not refs:
         record_property("no_recorded_response", command)

@@ -43,8 +43,14 @@ def test_jobfail_fails_jobs_with_530() -> None:
     with Simulator.start(cfg) as sim:
         api = Api(sim.endpoint, sim.api_key, sim.secret)
         vm = api.deploy("sim-gva-1", name="f1")  # deploy is not in the fault list
-        job = api.wait(api("createTags", resourcetype="UserVm", resourceids=vm["id"],
-                           **{"tags[0].key": "k", "tags[0].value": "v"})["jobid"])
+        job = api.wait(
+            api(
+                "createTags",
+                resourcetype="UserVm",
+                resourceids=vm["id"],
+                **{"tags[0].key": "k", "tags[0].value": "v"},
+            )["jobid"]
+        )
         assert job["jobstatus"] == 2 and job["jobresult"]["errorcode"] == 530
 
 
@@ -84,8 +90,9 @@ def test_two_processes_share_one_state_file(tmp_path: Path) -> None:
             print(",".join(names))
     """)
     with Simulator.start(cfg) as sim:  # this process keeps its own simulator open meanwhile
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "shared-1"
         api = Api(sim.endpoint, sim.api_key, sim.secret)

@@ -17,17 +17,28 @@ from pathlib import Path
 
 import pytest
 
-PUBLIC_KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo"
-)
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo"
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stackfleet", "simulator", "serve", "--port", "0",
-         "--state", str(tmp_path / "cloud.db"), "--latency", "default=0.05"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "stackfleet",
+            "simulator",
+            "serve",
+            "--port",
+            "0",
+            "--state",
+            str(tmp_path / "cloud.db"),
+            "--latency",
+            "default=0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         env: dict[str, str] = {}
@@ -50,8 +61,10 @@ def test_libcloud_end_to_end(served: dict[str, str]) -> None:
     from libcloud.compute.providers import Provider, get_driver
 
     driver = get_driver(Provider.CLOUDSTACK)(
-        served["CLOUDSTACK_KEY"], served["CLOUDSTACK_SECRET"],
-        url=served["CLOUDSTACK_ENDPOINT"], secure=False,
+        served["CLOUDSTACK_KEY"],
+        served["CLOUDSTACK_SECRET"],
+        url=served["CLOUDSTACK_ENDPOINT"],
+        secure=False,
     )
     driver.connection.poll_interval = 0.05
 
@@ -72,9 +85,14 @@ def test_libcloud_end_to_end(served: dict[str, str]) -> None:
 
     userdata = "#cloud-config\nhostname: web-1\n"
     node = driver.create_node(
-        name="web-1", size=sizes["Small"], image=images["Flatcar Container Linux stable"],
-        location=locations["sim-gva-1"], ex_security_groups=["web"], ex_keyname="demo",
-        ex_userdata=userdata, ex_start_vm=True,
+        name="web-1",
+        size=sizes["Small"],
+        image=images["Flatcar Container Linux stable"],
+        location=locations["sim-gva-1"],
+        ex_security_groups=["web"],
+        ex_keyname="demo",
+        ex_userdata=userdata,
+        ex_start_vm=True,
     )
     driver.ex_create_tags([node.id], "UserVm", {"stackfleet:cluster": "demo"})
 

@@ -62,7 +62,8 @@ def _fetch(ns: str, url: str, header: str | None = None) -> tuple[int, str]:
         "req = urllib.request.Request(sys.argv[1])\n"
         "if len(sys.argv) > 2: req.add_header('DomU_Request', sys.argv[2])\n"
         "try:\n"
-        "    r = urllib.request.urlopen(req, timeout=5); print(r.status); print(r.read().decode(), end='')\n"
+        "    r = urllib.request.urlopen(req, timeout=5)\n"
+        "    print(r.status); print(r.read().decode(), end='')\n"
         "except urllib.error.HTTPError as e:\n"
         "    print(e.code)\n"
     )
@@ -83,9 +84,13 @@ def test_each_vm_sees_its_own_metadata(namespaces: list[str]) -> None:
             data = base64.b64encode(f"#cloud-config\nhostname: node-{i}\n".encode()).decode()
             vm = api.deploy("sim-gva-1", name=f"node-{i}", userdata=data)
             ip = vm["nic"][0]["ipaddress"]
-            guest = next(line.split(":")[1].strip().split("@")[0] for line in subprocess.run(
-                ["ip", "-n", ns, "-o", "link"], capture_output=True, text=True
-            ).stdout.splitlines() if "sfg" in line)
+            guest = next(
+                line.split(":")[1].strip().split("@")[0]
+                for line in subprocess.run(
+                    ["ip", "-n", ns, "-o", "link"], capture_output=True, text=True
+                ).stdout.splitlines()
+                if "sfg" in line
+            )
             _ip("-n", ns, "addr", "add", f"{ip}/20", "dev", guest)
             vms.append(vm)
         base = sim.metadata_url

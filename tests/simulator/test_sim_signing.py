@@ -14,14 +14,17 @@ import hmac
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sim_apiclient import Api
 
 from stackfleet.simulator import signing
 
-AUTH_BODY = {"uuidList": [], "errorcode": 401,
-             "errortext": "unable to verify user credentials and/or request signature"}
+AUTH_BODY = {
+    "uuidList": [],
+    "errorcode": 401,
+    "errortext": "unable to verify user credentials and/or request signature",
+}
 
 
 def test_signature_matches_an_independent_computation() -> None:
@@ -38,9 +41,13 @@ def test_good_get(api: Api) -> None:
 
 
 def test_good_post_with_params_split_between_query_and_body(api: Api) -> None:
-    status, body = api.raw("createSecurityGroup", method="POST",
-                           body_keys=("name", "description", "signature"),
-                           name="split group", description="with spaces & symbols")
+    status, body = api.raw(
+        "createSecurityGroup",
+        method="POST",
+        body_keys=("name", "description", "signature"),
+        name="split group",
+        description="with spaces & symbols",
+    )
     assert status == 200, body
     assert body["createsecuritygroupresponse"]["securitygroup"]["name"] == "split group"
 
@@ -57,10 +64,10 @@ def test_libcloud_style_lowercased_sort_still_matches_when_order_agrees(api: Api
 
 
 def test_signature_version_3_expired_is_401(api: Api) -> None:
-    past = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    past = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+0000")
     status, body = api.raw("listZones", signatureversion="3", expires=past)
     assert status == 401 and body == {"listzonesresponse": AUTH_BODY}
-    future = (datetime.now(timezone.utc) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    future = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+0000")
     status, _ = api.raw("listZones", signatureversion="3", expires=future)
     assert status == 200
 
