@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import pytest
 from sim_apiclient import Api
@@ -155,7 +156,7 @@ def test_vm_limit_535_and_account_headroom() -> None:
 
 def test_userdata_get_cap_and_post_cap(api: Api) -> None:
     zones, template, offerings = api.ids()
-    base = {
+    base: dict[str, Any] = {
         "zoneid": zones["sim-gva-1"],
         "templateid": template,
         "serviceofferingid": offerings["Small"],

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,7 +61,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
 def test_libcloud_end_to_end(served: dict[str, str]) -> None:
     from libcloud.compute.providers import Provider, get_driver
 
-    driver = get_driver(Provider.CLOUDSTACK)(
+    driver: Any = get_driver(Provider.CLOUDSTACK)(
         served["CLOUDSTACK_KEY"],
         served["CLOUDSTACK_SECRET"],
         url=served["CLOUDSTACK_ENDPOINT"],
