@@ -13,8 +13,8 @@ import base64
 from typing import Any
 
 import pytest
-from conformance import CONFORMANCE, compare, references
 from sim_apiclient import Api
+from sim_shapes import CONFORMANCE, compare, references
 
 from stackfleet.simulator import Simulator, SimulatorConfig
 from stackfleet.simulator.commands import HANDLERS, load_all
