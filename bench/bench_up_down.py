@@ -1,0 +1,82 @@
+"""`stackfleet up` and `down` wall time and API calls against the simulator, next to the floor.
+
+    python bench/bench_up_down.py                 # full latency model (a few minutes)
+    python bench/bench_up_down.py --scale 0.25    # every job latency x 0.25
+
+Each command runs as a subprocess (start-up included, as a CI job sees it) against the
+simulator in another process: realistic job latencies, 30 ms per round trip, a rate limit.
+The floor (see _common.floor_up/floor_down) is the critical path of the VM jobs alone.
+Prints figures and ratios; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    call_counts,
+    describe_model,
+    floor_down,
+    floor_up,
+    run_cli,
+    start_cloud,
+    top,
+    write_spec,
+)
+
+
+def one(scale: float, workers: int, concurrency: int) -> dict[str, float]:
+    n = 3 + 1 + workers
+    cloud = start_cloud(scale, vm_limit=max(80, n + 10))
+    try:
+        spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
+        up_s, _ = run_cli(cloud, "up", "-f", str(spec), "-o", "json")
+        up_reqs = cloud.requests()
+        down_s, _ = run_cli(cloud, "down", "-f", str(spec), "--yes", "-o", "json")
+        down_reqs = cloud.requests()[len(up_reqs) :]
+    finally:
+        cloud.stop()
+    fu, fd = floor_up(n, concurrency, "allocate", scale), floor_down(n, concurrency, scale)
+    up_counts, down_counts = call_counts(up_reqs), call_counts(down_reqs)
+    throttled = sum(1 for r in up_reqs + down_reqs if r.get("status") == 429)
+    print(f"\n3+1+{workers} = {n} VMs, cloud.concurrency {concurrency}, strategy allocate")
+    print(
+        f"  up    {up_s:7.2f} s   floor {fu:6.2f} s   ratio {up_s / fu:4.2f}x   "
+        f"API calls {len(up_reqs)} ({len(up_reqs) / n:.1f}/node)"
+    )
+    print(f"        {top(up_counts)}")
+    print(
+        f"  down  {down_s:7.2f} s   floor {fd:6.2f} s   ratio {down_s / fd:4.2f}x   "
+        f"API calls {len(down_reqs)}"
+    )
+    print(f"        {top(down_counts)}")
+    if throttled:
+        print(f"  (the rate limit refused {throttled} request(s); they were retried)")
+    return {"up": up_s, "down": down_s, "floor_up": fu, "floor_down": fd}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every job latency")
+    parser.add_argument("--small-concurrency", type=int, default=8, help="for 3+1+5 (default 8)")
+    parser.add_argument("--large-concurrency", type=int, default=27, help="for 3+1+50")
+    parser.add_argument("--only", choices=["small", "large"], help="run one cluster size")
+    args = parser.parse_args()
+    print(describe_model(args.scale))
+    print(
+        "floor = critical path of the VM jobs: ceil(n/c) waves of deploy(startvm=false), then "
+        "start (allocate); down: ceil(n/c) waves of destroy"
+    )
+    if args.only != "large":
+        one(args.scale, 5, args.small_concurrency)
+    if args.only != "small":
+        one(args.scale, 50, args.large_concurrency)
+
+
+if __name__ == "__main__":
+    main()
