@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, REPO, Workspace
+from sf_testkit import EXAMPLES, REPO, Workspace
 
 from stackfleet.cli.main import COMMANDS, cli
 

@@ -6,7 +6,7 @@ by separate CLI invocations. Simulated: the VMs (the simulator's bookkeeping).
 
 from __future__ import annotations
 
-from conftest import Workspace
+from sf_testkit import Workspace
 
 MUTATING = (
     "deploy",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from sf_testkit import Workspace
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 pytestmark = [
