@@ -154,9 +154,16 @@ def plan(spec_path: Path) -> None:
 
 @click.command()
 @spec_option
+@click.option(
+    "--wait/--no-wait",
+    "wait",
+    default=None,
+    help="Wait until etcd reports healthy, asked over SSH (default: when the nodes are "
+    "reachable: not on the simulator, and only with access.ssh_cidrs).",
+)
 @global_options
 @handle_errors
-def up(spec_path: Path) -> None:
+def up(spec_path: Path, wait: bool | None) -> None:
     """Create the cluster, or repair it to match the spec. A second run changes nothing.
 
     Safe to interrupt and run again: it finds what exists by tags and names. JSON:
@@ -170,6 +177,7 @@ def up(spec_path: Path) -> None:
     with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
         result = run_up(spec, prov, shown)
         live = prov.live_state(spec.name)
+        _wait_ready(spec, live.machines, wait, shown)
     data: dict[str, Any] = {
         "changed": result.changed,
         "actions": [vars(a) for a in result.plan.actions()],
@@ -181,6 +189,35 @@ def up(spec_path: Path) -> None:
     if not result.changed:
         note(f"cluster {spec.name} already matches the spec: nothing to do")
     _show_status(data["status"])
+
+
+def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> None:
+    from stackfleet.provisioners.session import SIMULATOR_PROFILE
+
+    if wait is None:
+        reason = None
+        if spec.profile == SIMULATOR_PROFILE:
+            reason = "the simulator's VMs run nothing"
+        elif not spec.ssh_cidrs:
+            reason = "access.ssh_cidrs is empty, so no node is reachable over SSH"
+        if reason:
+            note(f"not waiting for etcd health: {reason} (VMs are Running)")
+            return
+    elif not wait:
+        return
+    from stackfleet import state
+    from stackfleet.provisioners.readiness import wait_for_etcd
+    from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect
+    from stackfleet.provisioners.ssh_push import host_key
+
+    key = state.operator_ssh_key(spec.name).private_path
+
+    def ssh(machine: Any) -> Any:
+        address = machine.public_ip or machine.private_ip
+        return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
+
+    members = [m for m in machines if m.role == "etcd"]
+    wait_for_etcd(members, ssh, deadline_s=spec.timeout_s, events=events)
 
 
 @click.command("list")
