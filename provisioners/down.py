@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from stackfleet import state
+from stackfleet.errors import CloudError, Conflict, CredentialsError
 from stackfleet.provisioners.base import LiveState, Provisioner
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.lock import check_free
@@ -31,6 +32,11 @@ class DownResult:
         return bool(self.machines or self.groups or self.keys or self.spread_groups)
 
 
+# A job can fail on the cloud's side (530) and a delete can race a VM that is still
+# going away: `down` re-reads the cloud and tries again, then checks nothing is left.
+DOWN_PASSES = 6
+
+
 def down(
     cluster: str,
     prov: Provisioner,
@@ -41,6 +47,43 @@ def down(
 ) -> DownResult:
     live = live or prov.live_state(cluster)
     check_free(live.tags, lock_max_age_s, cluster)
+    result = DownResult(
+        cluster,
+        len(live.machines),
+        len(live.groups),
+        sum(len(g.rules) for g in live.groups),
+        len(live.keys),
+        len(live.spread_groups),
+    )
+    for attempt in range(1, DOWN_PASSES + 1):
+        try:
+            _remove(prov, live, events)
+            break  # every call succeeded (destroy_machines checks the VMs are gone)
+        except (CredentialsError, Conflict):
+            raise
+        except CloudError as exc:
+            if attempt == DOWN_PASSES:
+                raise
+            events.phase(f"pass {attempt} stopped ({exc}); reading the cloud again")
+        live = prov.live_state(cluster)
+        if live.is_empty():
+            break
+    else:  # pragma: no cover - the last pass raises instead
+        raise CloudError(
+            f"cluster {cluster!r}: still not empty after {DOWN_PASSES} passes: {_left(live)}"
+        )
+    if not keep_local:
+        shutil.rmtree(state.home() / "clusters" / cluster, ignore_errors=True)
+    return result
+
+
+def _left(live: LiveState) -> str:
+    names = [m.name for m in live.machines] + [g.name for g in live.groups]
+    names += [k.name for k in live.keys] + [s.name for s in live.spread_groups]
+    return ", ".join(names)
+
+
+def _remove(prov: Provisioner, live: LiveState, events: Events) -> None:
     managed_rules = [r.id for g in live.groups for r in g.rules]
     if live.machines:
         events.phase(f"destroying {len(live.machines)} VM(s)")
@@ -57,16 +100,6 @@ def down(
         prov.delete_groups([g.id for g in live.groups])
     for key in live.keys:
         prov.delete_ssh_key(key.name)
-    if not keep_local:
-        shutil.rmtree(state.home() / "clusters" / cluster, ignore_errors=True)
-    return DownResult(
-        cluster,
-        len(live.machines),
-        len(live.groups),
-        len(managed_rules),
-        len(live.keys),
-        len(live.spread_groups),
-    )
 
 
 def expired_clusters(prov: Provisioner, now: float | None = None) -> list[str]:

@@ -12,13 +12,25 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stackfleet import state
+from stackfleet.errors import BadInput
 from stackfleet.provisioners.base import Provisioner
 from stackfleet.provisioners.cloudstack.jobs import Progress
 from stackfleet.provisioners.credentials import Credentials, find_credentials
 
+if TYPE_CHECKING:
+    from stackfleet.simulator import FaultConfig
+
 SIMULATOR_PROFILE = "simulator"
+# Testing knobs for the embedded simulator (never read for a real cloud):
+#   STACKFLEET_SIMULATOR_LATENCY         `simulator serve --latency` syntax
+#   STACKFLEET_SIMULATOR_VM_LIMIT        the account's VM limit (default 20)
+#   STACKFLEET_SIMULATOR_FAULTS          `simulator serve --faults` syntax, e.g.
+#                                        "http5xx=0.05,drop=0.05,jobfail=0.1,slow=0.1,seed=7"
+#   STACKFLEET_SIMULATOR_FAULT_COMMANDS  restrict the faults to these commands (comma list)
+#   STACKFLEET_SIMULATOR_RATE_LIMIT      api.throttling: requests per second per account
 # The embedded simulator answers like a quick cloud, so a demo takes seconds; override
 # with STACKFLEET_SIMULATOR_LATENCY (the `simulator serve --latency` syntax).
 EMBEDDED_LATENCY = "default=0.2,deployVirtualMachine=1,startVirtualMachine=0.5"
@@ -62,10 +74,41 @@ def _credentials(target: CloudTarget) -> Iterator[Credentials]:
             state_path=directory / "state.sqlite",
             latency=parse_latency(latency),
             request_log=directory / "requests.jsonl",
-            vm_limit=int(os.environ.get("STACKFLEET_SIMULATOR_VM_LIMIT", "20")),
+            vm_limit=_int_env("STACKFLEET_SIMULATOR_VM_LIMIT", 20),
+            faults=_faults_from_env(),
+            rate_limit=_float_env("STACKFLEET_SIMULATOR_RATE_LIMIT"),
         )
     )
     try:
         yield Credentials(sim.endpoint, sim.api_key, sim.secret, "the embedded simulator")
     finally:
         sim.stop()
+
+
+def _faults_from_env() -> FaultConfig | None:
+    from stackfleet.simulator import parse_faults
+
+    text = os.environ.get("STACKFLEET_SIMULATOR_FAULTS", "").strip()
+    if not text:
+        return None
+    return parse_faults(text, os.environ.get("STACKFLEET_SIMULATOR_FAULT_COMMANDS"))
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BadInput(f"{name}={value!r}: not an integer") from None
+
+
+def _float_env(name: str) -> float | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise BadInput(f"{name}={value!r}: not a number") from None

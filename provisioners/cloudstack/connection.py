@@ -25,6 +25,25 @@ log = logging.getLogger("stackfleet.cloudstack")
 
 # Commands that only read: any failure can be retried without a second thought.
 READ_ONLY_PREFIXES = ("list", "query", "get")
+# Mutations whose repeat has the effect of one call: deleting what is gone, tagging or
+# starting twice, re-authorizing a rule (CloudStack skips a rule that already exists).
+# A repeat may answer "not found" or fail its job; callers treat that as done.
+IDEMPOTENT = frozenset(
+    {
+        "createTags",
+        "deleteTags",
+        "updateVirtualMachine",
+        "startVirtualMachine",
+        "stopVirtualMachine",
+        "destroyVirtualMachine",
+        "expungeVirtualMachine",
+        "deleteSecurityGroup",
+        "deleteSSHKeyPair",
+        "deleteAffinityGroup",
+        "authorizeSecurityGroupIngress",
+        "revokeSecurityGroupIngress",
+    }
+)
 _RETRY_AFTER = re.compile(r"retry after (\d+) ?ms", re.IGNORECASE)
 
 
@@ -83,10 +102,20 @@ class CloudStackAPI:
 
     # --- public -------------------------------------------------------------
     def call(
-        self, command: str, params: Mapping[str, Any] | None = None, post: bool = False
+        self,
+        command: str,
+        params: Mapping[str, Any] | None = None,
+        post: bool = False,
+        find_existing: Callable[[], dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        """One API command; retries what is safe to retry; returns the unwrapped body."""
-        safe = command.startswith(READ_ONLY_PREFIXES)
+        """One API command; retries what is safe to retry; returns the unwrapped body.
+
+        A transport failure or 5xx leaves a mutation in doubt. Reads and IDEMPOTENT
+        commands are sent again. A create is sent again only if `find_existing` (a
+        look-up by name or tag) says it did not happen; if it did, its answer is used.
+        Any other mutation in doubt is reported, never repeated.
+        """
+        safe = command.startswith(READ_ONLY_PREFIXES) or command in IDEMPOTENT
         attempt = 0
         while True:
             attempt += 1
@@ -98,9 +127,14 @@ class CloudStackAPI:
                     raise
                 self._sleep(exc.retry_after_s + random.uniform(0, 0.05))
             except RetryableError:
-                if not safe or attempt >= self._max_attempts:
+                if attempt >= self._max_attempts or not (safe or find_existing):
                     raise
-                self._sleep(min(0.2 * 2**attempt, 5.0))
+                if find_existing is not None:
+                    existing = find_existing()
+                    if existing is not None:
+                        log.debug("%s: found it done after a failed request", command)
+                        return existing
+                self._sleep(min(0.1 * 2**attempt, 5.0))
 
     def list_all(
         self, command: str, key: str, params: Mapping[str, Any] | None = None

@@ -31,7 +31,7 @@ from stackfleet.provisioners.base import (
     Zone,
 )
 from stackfleet.provisioners.cloudstack import lookups
-from stackfleet.provisioners.cloudstack.connection import CloudStackAPI, RetryableError
+from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
 from stackfleet.provisioners.cloudstack.jobs import JobRunner, Progress, Submission
 from stackfleet.security_groups.rules import Rule
 
@@ -166,23 +166,32 @@ class CloudStackProvisioner(Provisioner):
 
     # --- keys, groups, rules ----------------------------------------------------
     def import_ssh_key(self, name: str, public_key: str) -> SSHKey:
+        def existing() -> dict[str, Any] | None:
+            found = self.api.list_all("listSSHKeyPairs", "sshkeypair", {"name": name})
+            return {"keypair": found[0]} if found else None
+
         body = self.api.call(
-            "registerSSHKeyPair", {"name": name, "publickey": public_key}, post=True
+            "registerSSHKeyPair",
+            {"name": name, "publickey": public_key},
+            post=True,
+            find_existing=existing,
         )
         pair = body.get("keypair", body)
         return SSHKey(name=pair.get("name", name), fingerprint=pair.get("fingerprint", ""))
 
     def create_group(self, name: str, description: str, tags: Mapping[str, str]) -> Group:
-        try:
-            body = self.api.call("createSecurityGroup", {"name": name, "description": description})
-        except RetryableError:
+        def existing() -> dict[str, Any] | None:
             # The group may have been created before the connection broke: look first.
-            existing = self.api.list_all(
+            found = self.api.list_all(
                 "listSecurityGroups", "securitygroup", {"securitygroupname": name}
             )
-            if not existing:
-                raise
-            body = {"securitygroup": existing[0]}
+            return {"securitygroup": found[0]} if found else None
+
+        body = self.api.call(
+            "createSecurityGroup",
+            {"name": name, "description": description},
+            find_existing=existing,
+        )
         sg = body.get("securitygroup", body)
         self._account = sg.get("account", self._account)
         self._tag("SecurityGroup", [sg["id"]], tags)
@@ -246,9 +255,18 @@ class CloudStackProvisioner(Provisioner):
         return self._account
 
     def create_spread_group(self, name: str) -> SpreadGroup:
-        body = self.api.call("createAffinityGroup", {"name": name, "type": "host anti-affinity"})
-        result = self.jobs.wait_one(body["jobid"], self.timeout_s, f"affinity group {name}")
-        group = result.get("affinitygroup", result)
+        def existing() -> dict[str, Any] | None:
+            found = self.api.list_all("listAffinityGroups", "affinitygroup", {"name": name})
+            return {"affinitygroup": found[0]} if found else None
+
+        body = self.api.call(
+            "createAffinityGroup",
+            {"name": name, "type": "host anti-affinity"},
+            find_existing=existing,
+        )
+        if "jobid" in body:
+            body = self.jobs.wait_one(body["jobid"], self.timeout_s, f"affinity group {name}")
+        group = body.get("affinitygroup", body)
         return SpreadGroup(id=group["id"], name=group["name"])
 
     def _tag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str]) -> None:
@@ -337,15 +355,14 @@ class CloudStackProvisioner(Provisioner):
         if r.disk_gb:
             params["rootdisksize"] = r.disk_gb
 
+        def existing() -> dict[str, Any] | None:
+            # The deploy may have gone through: adopt the VM instead of deploying twice.
+            found = self._list_vms([r.name])
+            return {"jobid": self._finished_marker(found[0])} if found else None
+
         def submit() -> str:
-            try:
-                return str(self.api.call("deployVirtualMachine", params, post=True)["jobid"])
-            except RetryableError:
-                # The deploy may have gone through: adopt the VM instead of deploying twice.
-                existing = self._list_vms([r.name])
-                if not existing:
-                    raise
-                return self._finished_marker(existing[0])
+            body = self.api.call("deployVirtualMachine", params, post=True, find_existing=existing)
+            return str(body["jobid"])
 
         return submit
 
