@@ -240,7 +240,7 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
         return
     roles: dict[str, Any] = data["roles"] if isinstance(data.get("roles"), dict) else {}
     counts: dict[str, int] = {
-        key: item.get("count")
+        key: item["count"]
         for key, item in roles.items()
         if isinstance(item, dict) and _is_int(item.get("count"))
     }
