@@ -237,6 +237,7 @@ def new_bootstrap_token() -> str:
 
 
 def new_ssh_host_key() -> SSHHostKey:
+    """An ed25519 key pair in OpenSSH formats: a node's host key, or the operator's login key."""
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

@@ -37,23 +37,12 @@ class OperatorKey:
 
 def operator_ssh_key(cluster: str) -> OperatorKey:
     """The key pair stackfleet logs in with; made once per cluster, reused after."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    from stackfleet.pki import write_private
+    from stackfleet.pki import new_ssh_host_key, write_private
 
     directory = private_dir(cluster_dir(cluster) / "ssh")
     private_path, public_path = directory / "id_ed25519", directory / "id_ed25519.pub"
     if not (private_path.exists() and public_path.exists()):
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        ).decode()
-        public = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ).decode()
-        write_private(private_path, private)
-        write_private(public_path, f"{public} stackfleet-{cluster}\n")
+        pair = new_ssh_host_key()
+        write_private(private_path, pair.private_openssh)
+        write_private(public_path, f"{pair.public_openssh} stackfleet-{cluster}\n")
     return OperatorKey(private_path, public_path.read_text().strip())
