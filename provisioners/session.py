@@ -8,6 +8,7 @@ ecosystem does. The engine gets a Provisioner and never learns which.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,9 @@ def _credentials(target: CloudTarget) -> Iterator[Credentials]:
             rate_limit=_float_env("STACKFLEET_SIMULATOR_RATE_LIMIT"),
         )
     )
+    # Its server threads share our stderr: a request the CLI abandoned (Ctrl-C, a timeout)
+    # must not print socketserver's traceback there. Kept for --debug.
+    sim.api_server.handle_error = _quiet_handle_error  # type: ignore[method-assign]
     try:
         yield Credentials(sim.endpoint, sim.api_key, sim.secret, "the embedded simulator")
     finally:
@@ -112,3 +116,9 @@ def _float_env(name: str) -> float | None:
         return float(value)
     except ValueError:
         raise BadInput(f"{name}={value!r}: not a number") from None
+
+
+def _quiet_handle_error(request: object, client_address: object) -> None:
+    logging.getLogger("stackfleet.simulator").debug(
+        "embedded simulator: request from %s ended with an error", client_address, exc_info=True
+    )
