@@ -35,7 +35,7 @@ def one(scale: float, workers: int, concurrency: int) -> dict[str, float]:
     cloud = start_cloud(scale, vm_limit=max(80, n + 10))
     try:
         spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
-        up_s, _ = run_cli(cloud, "up", "-f", str(spec), "-o", "json")
+        up_s, _ = run_cli(cloud, "up", "-f", str(spec), "--no-wait", "-o", "json")
         up_reqs = cloud.requests()
         down_s, _ = run_cli(cloud, "down", "-f", str(spec), "--yes", "-o", "json")
         down_reqs = cloud.requests()[len(up_reqs) :]

@@ -51,13 +51,25 @@ def check_free(tags: Mapping[str, str], max_age_s: float, cluster: str) -> None:
 
 
 @contextmanager
-def cluster_lock(prov: Provisioner, cluster: str, max_age_s: float) -> Iterator[None]:
-    """Take the lock (the etcd group must exist), re-read to confirm, release at the end."""
+def cluster_lock(
+    prov: Provisioner,
+    cluster: str,
+    max_age_s: float,
+    known_tags: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """Take the lock (the etcd group must exist), re-read to confirm, release at the end.
+
+    `known_tags`: the cluster tags the caller has just read (up's plan), which saves a
+    read; the confirming read after setting the tag is always made.
+    """
     me = holder_id()
-    check_free(prov.live_state(cluster).tags, max_age_s, cluster)
+    check_free(
+        prov.live_state(cluster).tags if known_tags is None else known_tags, max_age_s, cluster
+    )
     prov.set_cluster_tags(cluster, {LOCK_TAG: me})
-    if prov.live_state(cluster).tags.get(LOCK_TAG) != me:
-        check_free(prov.live_state(cluster).tags, max_age_s, cluster)
+    tags = prov.live_state(cluster).tags
+    if tags.get(LOCK_TAG) != me:
+        check_free(tags, max_age_s, cluster)
     try:
         yield
     finally:

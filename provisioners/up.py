@@ -57,7 +57,7 @@ def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
         # The lock lives on this group, so it is made first.
         prov.create_group(etcd_group, f"stackfleet {spec.name}: etcd", cluster_tags(spec, "etcd"))
         plan.groups_missing.remove(etcd_group)
-    with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s):
+    with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s, known_tags=plan.live.tags):
         machines = _apply(spec, prov, plan, operator.public_openssh, events)
     return UpResult(plan, machines, changed=True)
 

@@ -2,8 +2,15 @@
 
 One `listAsyncJobs` per polling round tells which of our jobs are still pending (a
 finished job drops out of it); no per-job query unless the caller asks for a result.
-At most `concurrency` jobs are in flight; finished ones make room for the next. Every
-wait has a deadline and says what it was waiting for when it runs out.
+The interval starts small, backs off to at most `max_interval_s`, and drops back to
+small as soon as a round sees jobs finish while others remain (jobs of one batch tend
+to finish together). Every wait has a deadline and says what it was waiting for.
+
+`Pipeline` is the general form: tasks in lanes (each lane has its own concurrency),
+tasks that wait for another job (a gate), and a callback per round with the tasks that
+finished, which may add more tasks (deploy -> write userdata -> start, per VM).
+Background jobs (tags) are fired without waiting; `drain()` waits for all of them in
+shared rounds and reports a failed one with the job's error text.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from stackfleet.errors import CloudError, JobFailed, WaitTimeout
@@ -21,12 +29,25 @@ from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
 log = logging.getLogger("stackfleet.cloudstack.jobs")
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+# How many requests are sent at once when several jobs are ready to submit.
+SUBMIT_THREADS = 8
 
 
 @dataclass(frozen=True)
 class Submission:
     key: str  # what the job is about, e.g. a machine name
     submit: Callable[[], str]  # sends the command, returns its jobid
+
+
+@dataclass
+class Task:
+    key: str
+    submit: Callable[[], str]
+    lane: str = "default"
+    # Job ids that must have finished before this task is submitted.
+    after: tuple[str, ...] = ()
+    data: Any = None
+    jobid: str | None = field(default=None, init=False)
 
 
 class JobRunner:
@@ -36,7 +57,7 @@ class JobRunner:
         concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        first_interval_s: float = 0.2,
+        first_interval_s: float = 0.05,
         max_interval_s: float = 1.0,
         on_progress: Progress | None = None,
     ) -> None:
@@ -48,42 +69,38 @@ class JobRunner:
         self._max = max_interval_s
         self._on_progress = on_progress
         self._list_jobs_works = True
+        # Background jobs: jobid -> what; and those seen finished, not yet checked.
+        self._background: dict[str, str] = {}
+        self._finished_background: dict[str, str] = {}
+        # Every job id seen finished (so gates on them open without another poll).
+        self.finished: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
 
+    # --- simple batches -----------------------------------------------------------
     def run(self, submissions: Iterable[Submission], timeout_s: float, what: str) -> dict[str, str]:
         """Submit all (bounded), wait until each job has finished; key -> jobid.
 
         Finished is not succeeded: callers check the resources (one list call for
         all) and ask `result()` only for the jobs whose resource looks wrong.
         """
-        queue = deque(submissions)
-        total = len(queue)
-        inflight: dict[str, str] = {}  # jobid -> key
-        finished: dict[str, str] = {}
-        deadline = self._clock() + timeout_s
-        interval = self._first
-        while queue or inflight:
-            while queue and len(inflight) < self.concurrency:
-                item = queue.popleft()
-                inflight[item.submit()] = item.key
-            if self._clock() > deadline:
-                names = ", ".join(sorted(inflight.values())[:5])
-                raise WaitTimeout(
-                    f"gave up after {timeout_s:.0f} s waiting for {what}: "
-                    f"{len(inflight) + len(queue)} of {total} not finished ({names})"
-                )
-            self._sleep(interval)
-            interval = min(interval * 1.5, self._max)
-            pending = self._pending(inflight)
-            for jobid in [j for j in inflight if j not in pending]:
-                finished[inflight.pop(jobid)] = jobid
-                interval = self._first if queue else interval
-            if self._on_progress:
-                self._on_progress(what, len(finished), total)
-        return finished
+        pipe = self.pipeline(timeout_s, what)
+        for s in submissions:
+            pipe.add(Task(s.key, s.submit))
+        return {t.key: t.jobid for t in pipe.run() if t.jobid is not None}
+
+    def pipeline(
+        self,
+        timeout_s: float,
+        what: str,
+        on_round: Callable[[Pipeline, list[Task]], None] | None = None,
+        limits: Mapping[str, int] | None = None,
+    ) -> Pipeline:
+        return Pipeline(self, timeout_s, what, on_round, dict(limits or {}))
 
     def wait_one(self, jobid: str, timeout_s: float, what: str) -> dict[str, Any]:
         """Wait for one job and return its result (raises JobFailed)."""
-        self.run([Submission(what, lambda: jobid)], timeout_s, what)
+        if jobid not in self.finished:
+            self.run([Submission(what, lambda: jobid)], timeout_s, what)
         return self.result(jobid)
 
     def result(self, jobid: str) -> dict[str, Any]:
@@ -100,19 +117,160 @@ class JobRunner:
         result: dict[str, Any] = body.get("jobresult") or {}
         return result
 
-    def _pending(self, inflight: Mapping[str, str]) -> set[str]:
+    def failures(self, done: Mapping[str, str]) -> dict[str, JobFailed]:
+        """key -> the failure of its job, for every failed one (queries sent in parallel)."""
+        if not done:
+            return {}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="stackfleet-api")
+
+        def check(jobid: str) -> JobFailed | None:
+            try:
+                self.result(jobid)
+            except JobFailed as exc:
+                return exc
+            return None
+
+        keys = list(done)
+        outcomes = self._pool.map(check, [done[k] for k in keys])
+        return {k: exc for k, exc in zip(keys, outcomes, strict=True) if exc is not None}
+
+    # --- background jobs ------------------------------------------------------------
+    def background(self, jobid: str, what: str) -> None:
+        """A job nothing waits for now; `drain()` waits for it and checks it."""
+        self._background[jobid] = what
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait for every background job (shared rounds), then check each one's outcome."""
+        if self._background:
+            pending = dict(self._background)
+            self.run(
+                [Submission(w, lambda j=j: j) for j, w in pending.items()],
+                timeout_s,
+                f"{len(pending)} background job(s)",
+            )
+        checks, self._finished_background = self._finished_background, {}
+        for jobid, what in checks.items():
+            try:
+                self.result(jobid)
+            except JobFailed as exc:
+                raise CloudError(f"{what}: {exc}", code=exc.code) from None
+
+    # --- polling ------------------------------------------------------------------
+    def submit_all(self, tasks: Sequence[Task]) -> None:
+        if len(tasks) == 1:
+            tasks[0].jobid = tasks[0].submit()
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="stackfleet-api")
+        for task, jobid in zip(tasks, self._pool.map(lambda t: t.submit(), tasks), strict=True):
+            task.jobid = jobid
+
+    def poll(self, jobids: set[str]) -> set[str]:
+        """One round: which of `jobids` (and of the background jobs) are still pending."""
+        watch = jobids | set(self._background)
+        pending = self._pending(watch)
+        for jobid in watch - pending:
+            self.finished.add(jobid)
+            what = self._background.pop(jobid, None)
+            if what is not None:
+                self._finished_background[jobid] = what
+        return pending & jobids
+
+    def _pending(self, jobids: set[str]) -> set[str]:
+        ours = {j for j in jobids if not j.startswith("adopted:")}
+        if not ours:
+            return set()
         if self._list_jobs_works:
             try:
                 jobs = self.api.list_all("listAsyncJobs", "asyncjobs")
-                return {j["jobid"] for j in jobs if int(j.get("jobstatus", 0)) == 0} & set(inflight)
+                return {j["jobid"] for j in jobs if int(j.get("jobstatus", 0)) == 0} & ours
             except CloudError as exc:
                 if exc.code not in (401, 432):
                     raise
                 log.debug("listAsyncJobs refused (%s): polling each job", exc.code)
                 self._list_jobs_works = False
         pending = set()
-        for jobid in inflight:
+        for jobid in ours:
             body = self.api.call("queryAsyncJobResult", {"jobid": jobid})
             if int(body.get("jobstatus", 0)) == 0:
                 pending.add(jobid)
         return pending
+
+
+class Pipeline:
+    """Tasks submitted in order per lane (bounded), polled together, finished per round."""
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        timeout_s: float,
+        what: str,
+        on_round: Callable[[Pipeline, list[Task]], None] | None,
+        limits: dict[str, int],
+    ) -> None:
+        self.runner = runner
+        self.timeout_s = timeout_s
+        self.what = what
+        self.on_round = on_round
+        self.limits = limits
+        self.queues: dict[str, deque[Task]] = {}
+        self.inflight: dict[str, Task] = {}  # jobid -> task
+        self.done: list[Task] = []
+        self.total = 0
+
+    def add(self, task: Task) -> None:
+        self.queues.setdefault(task.lane, deque()).append(task)
+        self.total += 1
+
+    def _ready(self) -> list[Task]:
+        ready = []
+        for lane, queue in self.queues.items():
+            limit = self.limits.get(lane, self.runner.concurrency)
+            busy = sum(1 for t in self.inflight.values() if t.lane == lane)
+            # In order: a task waiting for its gate holds back those behind it, so
+            # the first tasks (etcd, control) keep their place in the first wave.
+            while queue and busy < limit and all(g in self.runner.finished for g in queue[0].after):
+                ready.append(queue.popleft())
+                busy += 1
+        return ready
+
+    def run(self) -> list[Task]:
+        runner = self.runner
+        deadline = runner._clock() + self.timeout_s
+        interval = runner._first
+        while True:
+            ready = self._ready()
+            if ready:
+                runner.submit_all(ready)
+                for task in ready:
+                    assert task.jobid is not None
+                    self.inflight[task.jobid] = task
+            waiting = any(self.queues.values())
+            if not self.inflight and not waiting:
+                return self.done
+            gates = {g for q in self.queues.values() for t in q for g in t.after}
+            gates -= runner.finished
+            if not self.inflight and not gates and waiting:
+                continue
+            now = runner._clock()
+            if now > deadline:
+                names = ", ".join(sorted(t.key for t in self.inflight.values())[:5])
+                raise WaitTimeout(
+                    f"gave up after {self.timeout_s:.0f} s waiting for {self.what}: "
+                    f"{len(self.inflight) + sum(map(len, self.queues.values()))} of "
+                    f"{self.total} not finished ({names})"
+                )
+            runner._sleep(min(interval, max(deadline - now, 0.0) + 0.01))
+            pending = runner.poll(set(self.inflight) | gates)
+            finished = [self.inflight.pop(j) for j in list(self.inflight) if j not in pending]
+            opened = bool(gates - pending)
+            if finished or opened:
+                self.done.extend(finished)
+                if self.on_round and finished:
+                    self.on_round(self, finished)
+                interval = runner._first * 2
+            else:
+                interval = min(interval * 1.6, runner._max)
+            if runner._on_progress:
+                runner._on_progress(self.what, len(self.done), self.total)

@@ -39,16 +39,25 @@ def find_zone(api: CloudStackAPI, wanted: str) -> Zone:
     )
 
 
+def _cached(api: CloudStackAPI, command: str, key: str, params: dict[str, Any]) -> list[Any]:
+    """One list call per API object and arguments: roles share templates and offerings."""
+    cache: dict[tuple[str, str], list[Any]] = api.__dict__.setdefault("_lookup_cache", {})
+    slot = (command, repr(sorted(params.items())))
+    if slot not in cache:
+        cache[slot] = api.list_all(command, key, params)
+    return cache[slot]
+
+
 def find_image(api: CloudStackAPI, zone: Zone, wanted: str, field: str) -> Image:
-    templates = api.list_all(
-        "listTemplates", "template", {"templatefilter": "executable", "zoneid": zone.id}
+    templates = _cached(
+        api, "listTemplates", "template", {"templatefilter": "executable", "zoneid": zone.id}
     )
     t = pick(templates, wanted, f"template in zone {zone.name}", field)
     return Image(id=t["id"], name=t["name"])
 
 
 def find_size(api: CloudStackAPI, wanted: str, field: str) -> Size:
-    offerings = api.list_all("listServiceOfferings", "serviceoffering")
+    offerings = _cached(api, "listServiceOfferings", "serviceoffering", {})
     o = pick(offerings, wanted, "service offering", field)
     return Size(
         id=o["id"], name=o["name"], cpus=int(o.get("cpunumber", 0)), memory_mb=int(o["memory"])

@@ -16,6 +16,7 @@ from stackfleet.errors import CloudError, JobFailed
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     CLUSTER_TAG,
+    LOCK_TAG,
     ROLE_TAG,
     ClusterSummary,
     Group,
@@ -89,6 +90,9 @@ class CloudStackProvisioner(Provisioner):
         self.timeout_s = timeout_s
         self.jobs = JobRunner(api, concurrency=concurrency, on_progress=on_progress)
         self._account: str | None = None
+        # Role by machine id, from what this run created or read: a role tag may still be
+        # in flight (tags are fired without waiting) when a machine is listed again.
+        self._roles: dict[str, str] = {}
 
     # --- lookups ----------------------------------------------------------------
     def find_zone(self, name_or_id: str) -> Zone:
@@ -108,7 +112,9 @@ class CloudStackProvisioner(Provisioner):
         for vm in self.api.list_all("listVirtualMachines", "virtualmachine", {"keyword": cluster}):
             role = naming.role_from_machine_name(cluster, vm["name"])
             if _tags(vm).get(CLUSTER_TAG) == cluster or role:
-                found.append(_to_machine(vm, _tags(vm).get(ROLE_TAG) or role or "unknown"))
+                machine = _to_machine(vm, _tags(vm).get(ROLE_TAG) or role or "unknown")
+                self._roles[machine.id] = machine.role
+                found.append(machine)
         return found
 
     def live_state(self, cluster: str) -> LiveState:
@@ -213,23 +219,35 @@ class CloudStackProvisioner(Provisioner):
         if not subs:
             return
         done = self.jobs.run(subs, self.timeout_s, "security group rules")
-        for key, jobid in done.items():
-            try:
-                self.jobs.result(jobid)
-            except JobFailed as exc:
-                raise CloudError(f"{key}: {exc}", code=exc.code) from None
+        present: set[tuple[str, Rule]] = set()
         if additions:
-            self.tag_unmanaged_rules(list(additions), tags)
+            present = self.tag_unmanaged_rules(list(additions), tags)
+        # A rule found in its group needs no query; only the others' jobs are asked why.
+        unsure = {
+            key: jobid
+            for key, jobid in done.items()
+            if not any(key == f"{g}: {r.describe()}" for g, r in present)
+        }
+        failures = self.jobs.failures(unsure)
+        if failures:
+            key, exc = next(iter(sorted(failures.items())))
+            raise CloudError(f"{key}: {exc}", code=exc.code) from None
 
-    def tag_unmanaged_rules(self, group_names: Sequence[str], tags: Mapping[str, str]) -> None:
-        """Mark rules in our groups that match a wanted rule but carry no tag yet."""
+    def tag_unmanaged_rules(
+        self, group_names: Sequence[str], tags: Mapping[str, str]
+    ) -> set[tuple[str, Rule]]:
+        """Mark rules in our groups that carry no tag yet; returns (group, rule) found."""
         untagged = []
+        present: set[tuple[str, Rule]] = set()
         for name in group_names:
             for sg in self.api.list_all(
                 "listSecurityGroups", "securitygroup", {"securitygroupname": name}
             ):
-                untagged += [r["ruleid"] for r in sg.get("ingressrule", []) or [] if not _tags(r)]
+                rules = sg.get("ingressrule", []) or []
+                untagged += [r["ruleid"] for r in rules if not _tags(r)]
+                present |= {(name, _to_rule(r)) for r in rules}
         self._tag("SecurityGroupRule", untagged, tags)
+        return present
 
     def _authorizer(self, group: str, rule: Rule) -> Any:
         params: dict[str, Any] = {
@@ -270,13 +288,16 @@ class CloudStackProvisioner(Provisioner):
         return SpreadGroup(id=group["id"], name=group["name"])
 
     def _tag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Fire createTags without waiting: nothing in a run reads its own tags back (roles
+        are remembered, names identify). `set_cluster_tags` for the lock waits for every
+        job fired so far in one shared round and reports a failed one with its error."""
         if not ids or not tags:
             return
         body = self.api.call(
             "createTags",
             {"resourcetype": resource_type, "resourceids": ",".join(ids), **_tag_params(tags)},
         )
-        self.jobs.wait_one(body["jobid"], self.timeout_s, f"tags on {resource_type}")
+        self.jobs.background(str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}")
 
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         groups = self.api.list_all(
@@ -294,15 +315,19 @@ class CloudStackProvisioner(Provisioner):
                 "deleteTags",
                 {"resourcetype": "SecurityGroup", "resourceids": sg["id"], **_tag_params(stale)},
             )
-            self.jobs.wait_one(body["jobid"], self.timeout_s, "removing cluster tags")
+            self.jobs.background(str(body["jobid"]), "removing cluster tags")
         new = {k: v for k, v in tags.items() if v is not None and current.get(k) != v}
         self._tag("SecurityGroup", [sg["id"]], new)
+        if LOCK_TAG in tags:
+            # Taking or releasing the lock: it (and every tag fired before) must be in place.
+            self.jobs.drain(self.timeout_s)
 
     # --- machines ---------------------------------------------------------------
     def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
         if not requests:
             return []
         pending = {r.name: r for r in requests}
+        found: dict[str, dict[str, Any]] = {}
         for _ in range(DEPLOY_ATTEMPTS):
             subs = [Submission(r.name, self._deployer(r)) for r in pending.values()]
             done = self.jobs.run(subs, self.timeout_s, f"{len(subs)} VMs to deploy")
@@ -312,6 +337,7 @@ class CloudStackProvisioner(Provisioner):
                 vm = by_name.get(name)
                 want = "Running" if request.start else "Stopped"
                 if vm is not None and vm.get("state") == want:
+                    found[name] = vm
                     del pending[name]
                     continue
                 failed[name] = self._failure_reason(done.get(name))
@@ -323,11 +349,12 @@ class CloudStackProvisioner(Provisioner):
         if pending:
             reasons = "; ".join(f"{n}: {failed[n]}" for n in sorted(pending))
             raise CloudError(f"could not deploy {len(pending)} VM(s): {reasons}")
+        # Names first (a kill before this line leaves VMs found by name), tags after.
+        self._roles.update({found[r.name]["id"]: r.role for r in requests})
         for role in sorted({r.role for r in requests}):
-            ids = [vm["id"] for vm in self._list_vms([r.name for r in requests if r.role == role])]
+            ids = [found[r.name]["id"] for r in requests if r.role == role]
             self._tag("UserVm", ids, next(r.tags for r in requests if r.role == role))
-        by_name = {vm["name"]: vm for vm in self._list_vms([r.name for r in requests])}
-        return [_to_machine(by_name[r.name], r.role) for r in requests]
+        return [_to_machine(found[r.name], r.role) for r in requests]
 
     def _failure_reason(self, jobid: str | None) -> str:
         if jobid is None:
@@ -410,7 +437,10 @@ class CloudStackProvisioner(Provisioner):
                 f"{vms.get(i, {}).get('name', i)}: {self._failure_reason(done.get(i))}" for i in bad
             )
             raise CloudError(f"{what}: {reasons}")
-        return [_to_machine(vms[i], _tags(vms[i]).get(ROLE_TAG, "unknown")) for i in ids]
+        return [_to_machine(vms[i], self._role(vms[i])) for i in ids]
+
+    def _role(self, vm: Mapping[str, Any]) -> str:
+        return _tags(vm).get(ROLE_TAG) or self._roles.get(vm["id"], "unknown")
 
     def _simple_job(self, command: str, params: Mapping[str, Any]) -> Any:
         return lambda: str(self.api.call(command, params)["jobid"])
