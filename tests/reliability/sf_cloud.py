@@ -78,9 +78,7 @@ def duplicates(home: Path) -> list[str]:
     for kind in ("vms", "groups", "keys", "affinity"):
         counts = Counter(item["name"] for item in inv[kind])
         dup += [f"{kind}:{n}" for n, c in counts.items() if c > 1]
-    ips = Counter(
-        nic.get("ipaddress") for vm in inv["vms"] for nic in vm.get("nic", []) or []
-    )
+    ips = Counter(nic.get("ipaddress") for vm in inv["vms"] for nic in vm.get("nic", []) or [])
     dup += [f"ip:{ip}" for ip, c in ips.items() if ip and c > 1]
     for g in inv["groups"]:
         rules = Counter(
@@ -129,4 +127,4 @@ def kill_after(proc: subprocess.Popen[str], delay: float, sig: int) -> tuple[int
     return (128 + sig if code == -sig else code), out, err
 
 
-__all__ = ["inventory", "leftovers", "duplicates", "mutating", "spawn", "kill_after", "signal"]
+__all__ = ["duplicates", "inventory", "kill_after", "leftovers", "mutating", "signal", "spawn"]
