@@ -252,6 +252,10 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
         problems.append(("roles.control.count", "workers need at least one control node"))
     if counts.get("control", 0) > 1:
         problems.append(("roles.control.count", "one control node is supported (HA: not yet)"))
+    ttl = data.get("ttl")
+    if isinstance(ttl, str) and re.fullmatch(DURATION_PATTERN, ttl) and parse_duration(ttl) == 0:
+        # A zero ttl would make the cluster expired the moment it exists.
+        problems.append(("ttl", f"{ttl!r} is zero: give a positive duration such as 90m or 2h"))
     net: dict[str, Any] = data["network"] if isinstance(data.get("network"), dict) else {}
     pod = net.get("pod_cidr", DEFAULT_POD_CIDR)
     svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)

@@ -63,11 +63,7 @@ def leftovers(home: Path, cluster: str) -> list[str]:
             tags = {t["key"]: t["value"] for t in item.get("tags", []) or []}
             if cluster in item.get("name", "") or tags.get("stackfleet:cluster") == cluster:
                 left.append(f"{kind}:{item['name']}")
-    left += [
-        f"tag:{t['resourcetype']}:{t['key']}"
-        for t in inv["tags"]
-        if t["value"] == cluster or t["key"].startswith("stackfleet:")
-    ]
+    left += [f"tag:{t['resourcetype']}:{t['key']}" for t in inv["tags"] if t["value"] == cluster]
     return left
 
 
