@@ -20,6 +20,7 @@ from stackfleet.errors import BadInput, ExitCode, StackfleetError
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_SPEC = "stackfleet.yaml"
+MAX_MESSAGE = 1500
 
 
 @dataclass
@@ -137,6 +138,11 @@ def _fail(message: str, code: ExitCode, opts: Settings) -> None:
         import traceback
 
         traceback.print_exc(file=sys.stderr)
+    message = " ".join(message.split())  # one line, whatever the cloud's text held
+    if len(message) > MAX_MESSAGE and not opts.debug:
+        # e.g. 200 failed VMs each with a reason: the first ones say what went wrong.
+        more = len(message) - MAX_MESSAGE
+        message = f"{message[:MAX_MESSAGE]}... ({more} more characters with --debug)"
     click.echo(f"error: {message}", err=True)
     sys.exit(int(code))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -203,9 +204,13 @@ class CloudStackAPI:
         except (OSError, LibcloudError) as exc:
             self._local.conn = None  # a broken socket must not be reused
             log.debug("%s failed in transport: %s", command, type(exc).__name__)
-            if isinstance(exc, ConnectionRefusedError):
+            never_sent = _never_connected(exc)
+            if never_sent:
+                # Nothing reached the server: no mutation is in doubt, and a retry storm
+                # against a wrong or dead endpoint helps nobody.
                 raise Unreachable(
-                    f"cannot reach the CloudStack API at {self.endpoint} (connection refused)"
+                    f"cannot reach the CloudStack API at {self.endpoint} ({never_sent}); "
+                    "check the endpoint and the network"
                 ) from None
             raise RetryableError(
                 f"{command}: connection to {self.endpoint} failed ({type(exc).__name__})",
@@ -297,6 +302,28 @@ def _clock_skew_s(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return server - time.time()
+
+
+def _never_connected(exc: BaseException) -> str | None:
+    """'connection refused' or 'name not resolved' if the request never left: else None."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, socket.gaierror):
+            return "host name not resolved"
+        text = str(item)
+        if "Connection refused" in text:
+            return "connection refused"
+        if "Name or service not known" in text or "Failed to resolve" in text:
+            return "host name not resolved"
+        todo += [item.__cause__, item.__context__, *item.args]
+    return None
 
 
 def _as_text(value: Any) -> str:
