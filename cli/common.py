@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,6 +155,22 @@ def _configure_logging(opts: Settings) -> None:
     )
     if not (opts.debug or opts.verbose > 1):
         logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # urllib3 and libcloud log whole request URLs at DEBUG: the API key and signature
+    # must not reach a CI log through them (our own logging already leaves them out).
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
+
+
+class RedactSecrets(logging.Filter):
+    PATTERN = re.compile(r"(?i)\b(apikey|signature|secretkey|secret|password)=[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.PATTERN.sub(r"\1=<redacted>", text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
 
 
 def confirm(question: str) -> None:
