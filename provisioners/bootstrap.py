@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from stackfleet import state
 from stackfleet.errors import CloudError, LimitExceeded
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, Provisioner
+from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, Provisioner, ReadyHook
 from stackfleet.provisioners.events import Events
 from stackfleet.spec import Spec
 
@@ -108,6 +108,35 @@ def preflight(spec: Spec, limit: int, key: str) -> None:
     with tempfile.TemporaryDirectory(prefix="stackfleet-preflight-") as scratch:
         docs = render_final(spec, nodes, [n.name for n in nodes], key, Path(scratch))
     check_sizes(docs, limit)
+
+
+def allocate_hook(
+    spec: Spec, existing: Sequence[Machine], prov: Provisioner, key: str, limit: int
+) -> ReadyHook:
+    """For `allocate`: as VMs are created (stopped, IP known), hand back final userdata
+    once every etcd and control IP is known, so each VM boots once, as early as it can.
+
+    A VM is tagged bootstrapped when its final userdata is written, before it starts: a
+    kill in between leaves it stopped and bootstrapped, and the next `up` starts it.
+    Nodes not deployed yet are left out of /etc/hosts (etcd and control are always in).
+    """
+    known = {m.name: m for m in existing}
+    needed = [name for name, role in spec.machine_names() if role in ("etcd", "control")]
+
+    def ready(fresh: Sequence[Machine]) -> dict[str, str]:
+        known.update({m.name: m for m in fresh})
+        if any(known.get(n) is None or not known[n].private_ip for n in needed):
+            return {}
+        nodes = [
+            NodeAddress(name, role, known[name].private_ip if name in known else None)
+            for name, role in spec.machine_names()
+        ]
+        docs = render_final(spec, nodes, [m.name for m in fresh], key)
+        check_sizes(docs, limit)
+        prov.tag_machines([m.id for m in fresh], {BOOTSTRAP_TAG: "done"})
+        return {m.id: docs[m.name] for m in fresh}
+
+    return ready
 
 
 def finish(

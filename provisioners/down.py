@@ -84,22 +84,36 @@ def _left(live: LiveState) -> str:
 
 
 def _remove(prov: Provisioner, live: LiveState, events: Events) -> None:
-    managed_rules = [r.id for g in live.groups for r in g.rules]
-    if live.machines:
-        events.phase(f"destroying {len(live.machines)} VM(s)")
-        prov.destroy_machines([m.id for m in live.machines])
-    for spread in live.spread_groups:
-        events.phase(f"deleting anti-affinity group {spread.name}")
-        prov.delete_spread_group(spread.id)
-    if managed_rules:
-        # Group-to-group rules reference the other groups: revoke them before deleting any.
-        events.phase(f"revoking {len(managed_rules)} security-group rule(s)")
-        prov.change_rules({}, managed_rules, [], {})
+    """VMs and group-to-group rules go at once (CloudStack refuses to delete a group that
+    a rule allows, even its own); then the groups, the affinity group and the key."""
+    group_rules = _interleaved(
+        [[r.id for r in g.rules if r.rule.source_group] for g in live.groups]
+    )
+    spread = [s.id for s in live.spread_groups if s.id]
+    if live.machines or group_rules or spread:
+        events.phase(
+            f"destroying {len(live.machines)} VM(s) and {len(spread)} affinity group(s), "
+            f"revoking {len(group_rules)} group rule(s)"
+        )
+        prov.teardown([m.id for m in live.machines], group_rules, spread)
     if live.groups:
         events.phase(f"deleting {len(live.groups)} security group(s)")
         prov.delete_groups([g.id for g in live.groups])
     for key in live.keys:
         prov.delete_ssh_key(key.name)
+    prov.settle()
+
+
+def _interleaved(chains: list[list[str]]) -> list[str]:
+    """Round-robin, longest chain first: a cloud that runs one group's rule jobs in turn
+    then works on every group from the start."""
+    ordered = sorted(chains, key=len, reverse=True)
+    return [
+        chain[i]
+        for i in range(max(map(len, ordered), default=0))
+        for chain in ordered
+        if i < len(chain)
+    ]
 
 
 def expired_clusters(prov: Provisioner, now: float | None = None) -> list[str]:

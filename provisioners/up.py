@@ -88,22 +88,26 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         role = naming.role_from_group_name(spec.name, group) or "unknown"
         events.phase(f"creating security group {group}")
         prov.create_group(group, f"stackfleet {spec.name}: {role}", cluster_tags(spec, role))
+    spread = naming.spread_group_name(spec.name)
+    if plan.spread_missing:
+        # First: its job gates the etcd deploys, and runs while the rules are sent.
+        events.phase(f"creating anti-affinity group {spread}")
+        prov.create_spread_group(spread)
     if not plan.rules.is_empty():
+        # Not waited for: nothing needs them before the VMs boot; settle() checks them.
         events.phase("reconciling security-group rules")
         prov.change_rules(
             plan.rules.add, plan.rules.revoke, plan.rules.adopt, {CLUSTER_TAG: spec.name}
         )
-    spread = naming.spread_group_name(spec.name)
-    if plan.spread_missing:
-        events.phase(f"creating anti-affinity group {spread}")
-        prov.create_spread_group(spread)
     if plan.machines_extra:
         events.phase(f"destroying {len(plan.machines_extra)} VM(s) the spec no longer wants")
         prov.destroy_machines([m.id for m in plan.machines_extra])
-    created = _create_missing(spec, prov, plan, key, spread, events)
     current = [m for m in plan.live.machines if m not in plan.machines_extra]
+    created = _create_missing(spec, prov, plan, key, spread, current, events)
     current = [m for m in current if m.name not in {c.name for c in created}] + created
-    unfinished = plan.machines_unfinished + created
+    # Those the pipeline started with final userdata are done; the rest finish here.
+    started = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
+    unfinished = plan.machines_unfinished + [m for m in created if m not in started]
     if unfinished:
         events.phase(f"bootstrapping {len(unfinished)} node(s) ({plan.resolved.strategy})")
         current = bootstrap.finish(
@@ -124,11 +128,19 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + spec.ttl_seconds))
         if plan.live.tags.get(EXPIRES_TAG) is None or plan.machines_missing:
             prov.set_cluster_tags(spec.name, {EXPIRES_TAG: expires})
+    events.phase("waiting for the last rule and tag changes")
+    prov.settle()
     return current
 
 
 def _create_missing(
-    spec: Spec, prov: Provisioner, plan: Plan, key: str, spread: str, events: Events
+    spec: Spec,
+    prov: Provisioner,
+    plan: Plan,
+    key: str,
+    spread: str,
+    existing: list[Machine],
+    events: Events,
 ) -> list[Machine]:
     if not plan.machines_missing:
         return []
@@ -156,4 +168,9 @@ def _create_missing(
         for name, role in plan.machines_missing
     ]
     events.phase(f"deploying {len(requests)} VM(s)")
-    return prov.create_machines(requests)
+    if strategy != "allocate":
+        return prov.create_machines(requests)
+    limit = plan.resolved.zone.userdata_limit
+    return prov.create_machines(
+        requests, ready=bootstrap.allocate_hook(spec, existing, prov, key, limit)
+    )

@@ -74,6 +74,9 @@ class JobRunner:
         self._finished_background: dict[str, str] = {}
         # Every job id seen finished (so gates on them open without another poll).
         self.finished: set[str] = set()
+        # (jobs, callback): run once all those jobs have finished, from a polling round.
+        self._after: list[tuple[frozenset[str], Callable[[], None]]] = []
+        self._unchecked: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
 
     # --- simple batches -----------------------------------------------------------
@@ -136,19 +139,40 @@ class JobRunner:
         return {k: exc for k, exc in zip(keys, outcomes, strict=True) if exc is not None}
 
     # --- background jobs ------------------------------------------------------------
-    def background(self, jobid: str, what: str) -> None:
-        """A job nothing waits for now; `drain()` waits for it and checks it."""
+    def background(self, jobid: str, what: str, check: bool = True) -> None:
+        """A job nothing waits for now; `drain()` waits for it and, with `check`, asks its
+        outcome (without: its effect is verified otherwise, e.g. by listing)."""
         self._background[jobid] = what
+        if not check:
+            self._unchecked.add(jobid)
+
+    def when_done(self, jobids: Iterable[str], callback: Callable[[], None]) -> None:
+        """Run `callback` in the first polling round that sees all `jobids` finished.
+
+        The jobs must be background jobs (or otherwise polled): a callback may fire more
+        of them, and `drain()` keeps going until none is left.
+        """
+        self._after.append((frozenset(jobids), callback))
+        self._run_ready_callbacks()
+
+    def _run_ready_callbacks(self) -> None:
+        ready = [(jobs, cb) for jobs, cb in self._after if jobs <= self.finished]
+        if not ready:
+            return
+        self._after = [(jobs, cb) for jobs, cb in self._after if not jobs <= self.finished]
+        for _, callback in ready:
+            callback()
 
     def drain(self, timeout_s: float) -> None:
         """Wait for every background job (shared rounds), then check each one's outcome."""
-        if self._background:
+        while self._background:
             pending = dict(self._background)
             self.run(
                 [Submission(w, lambda j=j: j) for j, w in pending.items()],
                 timeout_s,
                 f"{len(pending)} background job(s)",
             )
+            self._run_ready_callbacks()  # they may fire more background jobs
         checks, self._finished_background = self._finished_background, {}
         for jobid, what in checks.items():
             try:
@@ -173,8 +197,9 @@ class JobRunner:
         for jobid in watch - pending:
             self.finished.add(jobid)
             what = self._background.pop(jobid, None)
-            if what is not None:
+            if what is not None and jobid not in self._unchecked:
                 self._finished_background[jobid] = what
+        self._run_ready_callbacks()
         return pending & jobids
 
     def _pending(self, jobids: set[str]) -> set[str]:

@@ -26,6 +26,7 @@ from stackfleet.provisioners.base import (
     MachineRequest,
     ManagedRule,
     Provisioner,
+    ReadyHook,
     Size,
     SpreadGroup,
     SSHKey,
@@ -33,13 +34,10 @@ from stackfleet.provisioners.base import (
 )
 from stackfleet.provisioners.cloudstack import lookups
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.cloudstack.jobs import JobRunner, Progress, Submission
+from stackfleet.provisioners.cloudstack.jobs import JobRunner, Pipeline, Progress, Submission, Task
 from stackfleet.security_groups.rules import Rule
 
 log = logging.getLogger("stackfleet.cloudstack")
-
-# How often a failed deploy job is retried (the failed VM is expunged first).
-DEPLOY_ATTEMPTS = 3
 
 
 def _tags(item: Mapping[str, Any]) -> dict[str, str]:
@@ -93,6 +91,10 @@ class CloudStackProvisioner(Provisioner):
         # Role by machine id, from what this run created or read: a role tag may still be
         # in flight (tags are fired without waiting) when a machine is listed again.
         self._roles: dict[str, str] = {}
+        # Failures found after the fact (a rule its job did not make), raised by settle().
+        self._failures: list[CloudError] = []
+        # Affinity group name -> its creation job, which deploys joining it wait for.
+        self._spread_jobs: dict[str, str] = {}
 
     # --- lookups ----------------------------------------------------------------
     def find_zone(self, name_or_id: str) -> Zone:
@@ -210,28 +212,60 @@ class CloudStackProvisioner(Provisioner):
         adopt: Sequence[str],
         tags: Mapping[str, str],
     ) -> None:
+        """Fire every change and return: CloudStack runs a group's rule jobs one after
+        another, and nothing needs them before the VMs boot. `settle()` waits for them."""
         self._tag("SecurityGroupRule", adopt, tags)
-        subs = [
-            Submission(f"{group}: {rule.describe()}", self._authorizer(group, rule))
-            for group, rules in additions.items()
-            for rule in rules
-        ] + [Submission(f"revoke {rid}", self._revoker(rid)) for rid in removals]
-        if not subs:
-            return
-        done = self.jobs.run(subs, self.timeout_s, "security group rules")
-        present: set[tuple[str, Rule]] = set()
-        if additions:
-            present = self.tag_unmanaged_rules(list(additions), tags)
-        # A rule found in its group needs no query; only the others' jobs are asked why.
-        unsure = {
-            key: jobid
-            for key, jobid in done.items()
-            if not any(key == f"{g}: {r.describe()}" for g, r in present)
-        }
-        failures = self.jobs.failures(unsure)
-        if failures:
-            key, exc = next(iter(sorted(failures.items())))
-            raise CloudError(f"{key}: {exc}", code=exc.code) from None
+        for group, rules in additions.items():
+            jobids = [
+                self._fire(self._authorizer(group, r), f"{group}: {r.describe()}", False)
+                for r in rules
+            ]
+
+            def verify(
+                group: str = group,
+                rules: tuple[Rule, ...] = tuple(rules),
+                jobids: tuple[str, ...] = tuple(jobids),
+            ) -> None:
+                self._verify_rules(group, rules, jobids, tags)
+
+            self.jobs.when_done(jobids, verify)
+        for rule_id in removals:
+            self._fire(self._revoker(rule_id), f"revoking rule {rule_id}")
+
+    def _fire(self, submit: Any, what: str, check: bool = True) -> str:
+        jobid = str(submit())
+        self.jobs.background(jobid, what, check=check)
+        return jobid
+
+    def _verify_rules(
+        self, group: str, rules: Sequence[Rule], jobids: Sequence[str], tags: Mapping[str, str]
+    ) -> None:
+        """One listing shows which rules exist; tag the new ones, ask only the others' jobs."""
+        listed = self.api.list_all(
+            "listSecurityGroups", "securitygroup", {"securitygroupname": group}
+        )
+        ingress = [r for sg in listed for r in sg.get("ingressrule", []) or []]
+        present = {_to_rule(r) for r in ingress}
+        self._tag(
+            "SecurityGroupRule",
+            [r["ruleid"] for r in ingress if not _tags(r) and _to_rule(r) in rules],
+            tags,
+        )
+        for rule, jobid in zip(rules, jobids, strict=True):
+            if rule in present:
+                continue
+            try:
+                self.jobs.result(jobid)
+                reason = "the cloud reported success but does not list it"
+            except JobFailed as exc:
+                reason = str(exc)
+            self._failures.append(CloudError(f"{group}: {rule.describe()}: {reason}"))
+
+    def settle(self) -> None:
+        self.jobs.drain(self.timeout_s)
+        if self._failures:
+            first, self._failures = self._failures[0], []
+            raise first
 
     def tag_unmanaged_rules(
         self, group_names: Sequence[str], tags: Mapping[str, str]
@@ -273,6 +307,8 @@ class CloudStackProvisioner(Provisioner):
         return self._account
 
     def create_spread_group(self, name: str) -> SpreadGroup:
+        """Fired, not waited for: only the deploys that join it wait (a gate)."""
+
         def existing() -> dict[str, Any] | None:
             found = self.api.list_all("listAffinityGroups", "affinitygroup", {"name": name})
             return {"affinitygroup": found[0]} if found else None
@@ -283,7 +319,9 @@ class CloudStackProvisioner(Provisioner):
             find_existing=existing,
         )
         if "jobid" in body:
-            body = self.jobs.wait_one(body["jobid"], self.timeout_s, f"affinity group {name}")
+            self._spread_jobs[name] = str(body["jobid"])
+            self.jobs.background(str(body["jobid"]), f"affinity group {name}")
+            return SpreadGroup(id="", name=name)
         group = body.get("affinitygroup", body)
         return SpreadGroup(id=group["id"], name=group["name"])
 
@@ -297,7 +335,11 @@ class CloudStackProvisioner(Provisioner):
             "createTags",
             {"resourcetype": resource_type, "resourceids": ",".join(ids), **_tag_params(tags)},
         )
-        self.jobs.background(str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}")
+        # Unchecked: tags are read back (the lock's confirming read; the next run finds an
+        # untagged resource by name and adopts it), so no query per tag job.
+        self.jobs.background(
+            str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}", check=False
+        )
 
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         groups = self.api.list_all(
@@ -323,38 +365,14 @@ class CloudStackProvisioner(Provisioner):
             self.jobs.drain(self.timeout_s)
 
     # --- machines ---------------------------------------------------------------
-    def create_machines(self, requests: Sequence[MachineRequest]) -> list[Machine]:
+    def create_machines(
+        self, requests: Sequence[MachineRequest], ready: ReadyHook | None = None
+    ) -> list[Machine]:
         if not requests:
             return []
-        pending = {r.name: r for r in requests}
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(DEPLOY_ATTEMPTS):
-            subs = [Submission(r.name, self._deployer(r)) for r in pending.values()]
-            done = self.jobs.run(subs, self.timeout_s, f"{len(subs)} VMs to deploy")
-            by_name = {vm["name"]: vm for vm in self._list_vms(list(pending))}
-            failed: dict[str, str] = {}
-            for name, request in list(pending.items()):
-                vm = by_name.get(name)
-                want = "Running" if request.start else "Stopped"
-                if vm is not None and vm.get("state") == want:
-                    found[name] = vm
-                    del pending[name]
-                    continue
-                failed[name] = self._failure_reason(done.get(name))
-            if not pending:
-                break
-            log.info("deploy failed for %s; retrying", ", ".join(sorted(failed)))
-            broken = [by_name[n]["id"] for n in pending if n in by_name]
-            self.destroy_machines(broken)
-        if pending:
-            reasons = "; ".join(f"{n}: {failed[n]}" for n in sorted(pending))
-            raise CloudError(f"could not deploy {len(pending)} VM(s): {reasons}")
-        # Names first (a kill before this line leaves VMs found by name), tags after.
-        self._roles.update({found[r.name]["id"]: r.role for r in requests})
-        for role in sorted({r.role for r in requests}):
-            ids = [found[r.name]["id"] for r in requests if r.role == role]
-            self._tag("UserVm", ids, next(r.tags for r in requests if r.role == role))
-        return [_to_machine(found[r.name], r.role) for r in requests]
+        from stackfleet.provisioners.cloudstack.create import CreateRun
+
+        return CreateRun(self, requests, ready).execute()
 
     def _failure_reason(self, jobid: str | None) -> str:
         if jobid is None:
@@ -463,19 +481,64 @@ class CloudStackProvisioner(Provisioner):
         if still:
             raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
 
+    def teardown(
+        self,
+        machine_ids: Sequence[str],
+        rule_ids: Sequence[str],
+        spread_group_ids: Sequence[str] = (),
+    ) -> None:
+        vm_ids = set(machine_ids)
+
+        def on_round(pipe: Pipeline, finished: list[Task]) -> None:
+            # Affinity groups go as soon as their VMs are gone, not after the rules.
+            done = {t.key for t in pipe.done}
+            if (
+                spread_group_ids
+                and vm_ids <= done
+                and not any(t.lane == "spread" for t in pipe.done + list(pipe.inflight.values()))
+            ):
+                for group_id in spread_group_ids:
+                    pipe.add(Task(group_id, self._spread_deleter(group_id), lane="spread"))
+
+        pipe = self.jobs.pipeline(
+            self.timeout_s,
+            f"{len(machine_ids)} VMs to destroy, {len(rule_ids)} rules to revoke",
+            on_round=on_round,
+            limits={"rules": max(len(rule_ids), 1)},
+        )
+        # Destroys first (the affinity groups wait for them), then the rules in the order
+        # given: the cloud runs one group's rule jobs in turn, so the caller interleaves
+        # the groups to start every chain early.
+        for vm_id in machine_ids:
+            destroy = self._simple_job("destroyVirtualMachine", {"id": vm_id, "expunge": True})
+            pipe.add(Task(vm_id, destroy))
+        for rule_id in rule_ids:
+            pipe.add(Task(rule_id, self._revoker(rule_id), lane="rules"))
+        if not machine_ids:
+            for group_id in spread_group_ids:
+                pipe.add(Task(group_id, self._spread_deleter(group_id), lane="spread"))
+        pipe.run()
+        still = [vm["id"] for vm in self._vms_by_id(machine_ids)] if machine_ids else []
+        if still:
+            raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
+
+    def _spread_deleter(self, group_id: str) -> Any:
+        def submit() -> str:
+            try:
+                return str(self.api.call("deleteAffinityGroup", {"id": group_id})["jobid"])
+            except CloudError as exc:
+                if exc.code != 431 or "not" not in str(exc).lower():
+                    raise
+                return f"adopted:{group_id}"  # already gone: nothing to wait for
+
+        return submit
+
     def delete_groups(self, ids: Sequence[str]) -> None:
         for group_id in ids:
             self._ignore_gone(lambda g=group_id: self.api.call("deleteSecurityGroup", {"id": g}))
 
     def delete_ssh_key(self, name: str) -> None:
         self._ignore_gone(lambda: self.api.call("deleteSSHKeyPair", {"name": name}))
-
-    def delete_spread_group(self, id: str) -> None:
-        def delete() -> None:
-            body = self.api.call("deleteAffinityGroup", {"id": id})
-            self.jobs.wait_one(body["jobid"], self.timeout_s, "affinity group deletion")
-
-        self._ignore_gone(delete)
 
     @staticmethod
     def _ignore_gone(action: Any) -> None:
