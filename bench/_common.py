@@ -49,23 +49,36 @@ def describe_model(scale: float) -> str:
 
 
 def floor_up(n: int, c: int, strategy: str, scale: float) -> float:
-    """Critical path of the VM jobs of `up` for n VMs, at most c in flight per kind.
+    """The cloud's own critical path for `up` of n VMs, at most c deploys in flight.
 
+    The etcd VMs join a host anti-affinity group, whose creation job (1 s) must finish
+    before they are deployed. Then:
     allocate: deploy(startvm=false) in ceil(n/c) waves (etcd and control in the first),
-    then each VM's start right after its own deploy: waves * deploy + start.
-    reboot: deploy(start) in waves, then stop and start: waves * deploy + stop + start.
-    Not counted (they are the tool's overhead here): the 1 s jobs around them (lock tag,
-    anti-affinity group, rules, tags), API round trips, rendering.
+    each VM started right after its own deploy: affinity + waves * deploy + start.
+    reboot: affinity + waves * deploy(start) + stop + start.
+    Not counted (the tool's overhead): the lock, API round trips, rendering, tags, rules
+    (they run beside the deploys).
     """
     waves = math.ceil(n / c)
     if strategy == "allocate":
-        return (waves * DEPLOY + START) * scale
-    return (waves * DEPLOY + STOP + START) * scale
+        return (OTHER + waves * DEPLOY + START) * scale
+    return (OTHER + waves * DEPLOY + STOP + START) * scale
+
+
+# Rules that allow the control group's own kind of traffic from cluster groups (6443,
+# 10250, 8472 from control and workers): the longest per-group chain `down` must revoke.
+LONGEST_RULE_CHAIN = 6
 
 
 def floor_down(n: int, c: int, scale: float) -> float:
-    """destroy(expunge) in ceil(n/c) waves; the rules, groups and key go meanwhile or after."""
-    return math.ceil(n / c) * DESTROY * scale
+    """The cloud's own critical path for `down`: the longer of
+    - destroy(expunge) in ceil(n/c) waves, then the anti-affinity group's deletion;
+    - the group-to-group rules of the busiest group, revoked one after another (CloudStack
+      runs one group's rule jobs in turn, and refuses to delete a group a rule allows).
+    """
+    vms = math.ceil(n / c) * DESTROY + OTHER
+    rules = LONGEST_RULE_CHAIN * OTHER
+    return max(vms, rules) * scale
 
 
 @dataclass

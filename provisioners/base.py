@@ -157,6 +157,10 @@ class Provisioner(abc.ABC):
     @abc.abstractmethod
     def list_clusters(self) -> list[ClusterSummary]: ...
 
+    @abc.abstractmethod
+    def key_fingerprint(self, public_openssh: str) -> str:
+        """The fingerprint this cloud shows for a public key, to compare with SSHKey's."""
+
     # --- mutations (each idempotent where the cloud allows) ------------------
     @abc.abstractmethod
     def import_ssh_key(self, name: str, public_key: str) -> SSHKey: ...

@@ -6,8 +6,6 @@ re-run after an interruption adopts what exists instead of creating it twice.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -34,18 +32,11 @@ class UpResult:
     changed: bool
 
 
-def key_fingerprint(public_openssh: str) -> str:
-    """CloudStack's fingerprint of a public key: MD5 of the key blob, colon-separated."""
-    blob = base64.b64decode(public_openssh.split()[1])
-    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
-
-
 def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
     events.phase("reading the cloud")
     plan = make_plan(spec, prov)
     operator = state.operator_ssh_key(spec.name)
-    if plan.is_empty() and _key_matches(plan, operator.public_openssh):
+    if plan.is_empty() and _key_matches(prov, plan, operator.public_openssh):
         return UpResult(plan, plan.live.machines, changed=False)
     if plan.machines_missing:
         _check_headroom(prov, len(plan.machines_missing) - len(plan.machines_extra))
@@ -72,13 +63,14 @@ def _check_headroom(prov: Provisioner, needed: int) -> None:
         )
 
 
-def _key_matches(plan: Plan, public_openssh: str) -> bool:
-    return any(k.fingerprint in ("", key_fingerprint(public_openssh)) for k in plan.live.keys)
+def _key_matches(prov: Provisioner, plan: Plan, public_openssh: str) -> bool:
+    mine = prov.key_fingerprint(public_openssh)
+    return any(k.fingerprint in ("", mine) for k in plan.live.keys)
 
 
 def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) -> list[Machine]:
     key_name = naming.key_name(spec.name)
-    if not _key_matches(plan, key):
+    if not _key_matches(prov, plan, key):
         if plan.live.keys:
             # Registered from another state dir: replace it with the key we hold.
             prov.delete_ssh_key(key_name)

@@ -8,6 +8,7 @@ only the jobs whose resource looks wrong are asked for their error.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -171,6 +172,12 @@ class CloudStackProvisioner(Provisioner):
             count = sum(1 for vm in vms if _tags(vm).get(CLUSTER_TAG) == name)
             summaries.append(ClusterSummary(name, count, tags.get("stackfleet:expires")))
         return sorted(summaries, key=lambda s: s.name)
+
+    def key_fingerprint(self, public_openssh: str) -> str:
+        """CloudStack's: MD5 of the key blob, hex pairs joined by colons."""
+        blob = base64.b64decode(public_openssh.split()[1])
+        digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+        return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
     # --- keys, groups, rules ----------------------------------------------------
     def import_ssh_key(self, name: str, public_key: str) -> SSHKey:
