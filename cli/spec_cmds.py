@@ -144,7 +144,7 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
     """
     from stackfleet.cloudconfig_templates.render import userdata_size
     from stackfleet.pki import write_private
-    from stackfleet.provisioners.cloudstack.lookups import DEFAULT_USERDATA_LIMIT
+    from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
 
     spec = load(spec_path)
     docs, nodes, _ = _render(spec, from_cloud)

@@ -19,6 +19,9 @@ CLUSTER_TAG = "stackfleet:cluster"
 ROLE_TAG = "stackfleet:role"
 EXPIRES_TAG = "stackfleet:expires"
 LOCK_TAG = "stackfleet:lock"
+# The usual cap on userdata, in base64 characters (CloudStack's vm.userdata.max.length
+# default); `render` compares against it when no zone has been asked.
+DEFAULT_USERDATA_LIMIT = 32768
 # Set on a machine once it has booted with its final userdata.
 BOOTSTRAP_TAG = "stackfleet:bootstrap"
 

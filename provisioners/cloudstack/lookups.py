@@ -7,11 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from stackfleet.errors import NotFound
-from stackfleet.provisioners.base import Image, Size, Zone
+from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT, Image, Size, Zone
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-
-# vm.userdata.max.length's default; a user account cannot read the setting itself.
-DEFAULT_USERDATA_LIMIT = 32768
 
 
 def pick(items: Sequence[dict[str, Any]], wanted: str, what: str, field: str) -> dict[str, Any]:
