@@ -9,11 +9,11 @@ signature (CloudStack checks both), userdata goes in a POST body (GET caps it ne
 from __future__ import annotations
 
 import logging
-import random
 import re
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -45,6 +45,8 @@ IDEMPOTENT = frozenset(
         "revokeSecurityGroupIngress",
     }
 )
+# How long one call keeps retrying while the cloud throttles it.
+THROTTLE_PATIENCE_S = 300.0
 _RETRY_AFTER = re.compile(r"retry after (\d+) ?ms", re.IGNORECASE)
 
 
@@ -95,6 +97,10 @@ class CloudStackAPI:
         self._use_expiry = use_expiry
         self._local = threading.local()
         self.calls = 0  # every HTTP request sent, for benchmarks and tests
+        # Pacing once the cloud has throttled us: seconds between requests, next free slot.
+        self._spacing_s: float | None = None
+        self._next_slot = 0.0
+        self._sent: deque[float] = deque(maxlen=256)  # recent send times
         self._count_lock = threading.Lock()
 
     @property
@@ -117,16 +123,19 @@ class CloudStackAPI:
         Any other mutation in doubt is reported, never repeated.
         """
         safe = command.startswith(READ_ONLY_PREFIXES) or command in IDEMPOTENT
+        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
+                self._pace()
                 return self._send(command, params or {}, post)
             except RateLimited as exc:
-                # Throttling refuses before doing anything: always safe to retry.
-                if attempt >= self._max_attempts * 2:
+                # Throttling refuses before doing anything: always safe to retry, for as
+                # long as the cloud keeps saying "later" (bounded by time, not attempts).
+                self._throttled(exc.retry_after_s)
+                if time.monotonic() - started > THROTTLE_PATIENCE_S:
                     raise
-                self._sleep(exc.retry_after_s + random.uniform(0, 0.05))
             except RetryableError:
                 if attempt >= self._max_attempts or not (safe or find_existing):
                     raise
@@ -136,6 +145,31 @@ class CloudStackAPI:
                         log.debug("%s: found it done after a failed request", command)
                         return existing
                 self._sleep(min(0.1 * 2**attempt, 5.0))
+
+    def _throttled(self, retry_after_s: float) -> None:
+        """The cloud refused a request (429): from now on, send at the rate it allows.
+
+        The rate is estimated once, as what we sent in the last second (which the cloud
+        has just said is its limit); every thread then takes a slot in turn, so threads
+        do not wake together and get refused again."""
+        now = time.monotonic()
+        with self._count_lock:
+            if self._spacing_s is None:
+                recent = sum(1 for t in self._sent if t > now - 1.0)
+                self._spacing_s = 1.0 / max(recent - 1, 1)
+                log.debug("throttled at about %d requests/s: pacing", recent)
+            self._next_slot = max(self._next_slot, now + retry_after_s)
+
+    def _pace(self) -> None:
+        with self._count_lock:
+            now = time.monotonic()
+            self._sent.append(now)
+            if self._spacing_s is None:
+                return
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._spacing_s
+        if slot > now:
+            self._sleep(slot - now)
 
     def list_all(
         self, command: str, key: str, params: Mapping[str, Any] | None = None
