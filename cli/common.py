@@ -113,7 +113,9 @@ def handle_errors(func: F) -> F:
         opts = settings()
         _configure_logging(opts)
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            _done_ignore_ctrl_c()
+            return result
         except StackfleetError as exc:
             _fail(str(exc), exc.exit_code, opts)
         except KeyboardInterrupt:
@@ -132,6 +134,22 @@ def handle_errors(func: F) -> F:
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+def _done_ignore_ctrl_c() -> None:
+    """The work is done and reported: a Ctrl-C during interpreter shutdown (joining worker
+    threads) must not turn success into a traceback or a death by SIGINT. Only when we are
+    the program (`stackfleet` / `python -m stackfleet`), never inside a host like pytest."""
+    import signal
+    import threading
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    ours = (spec is not None and spec.name == "stackfleet.__main__") or Path(
+        sys.argv[0] if sys.argv else ""
+    ).name == "stackfleet"
+    if ours and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _fail(message: str, code: ExitCode, opts: Settings) -> None:

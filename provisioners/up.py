@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from stackfleet import state
-from stackfleet.errors import LimitExceeded
+from stackfleet.errors import LimitExceeded, WaitTimeout
 from stackfleet.provisioners import bootstrap, naming
 from stackfleet.provisioners.base import (
     CLUSTER_TAG,
@@ -34,7 +34,7 @@ class UpResult:
 
 def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
     events.phase("reading the cloud")
-    plan = make_plan(spec, prov)
+    plan = _settled_plan(spec, prov, events)
     operator = state.operator_ssh_key(spec.name)
     if plan.is_empty() and _key_matches(prov, plan, operator.public_openssh):
         return UpResult(plan, plan.live.machines, changed=False)
@@ -51,6 +51,26 @@ def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
     with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s, known_tags=plan.live.tags):
         machines = _apply(spec, prov, plan, operator.public_openssh, events)
     return UpResult(plan, machines, changed=True)
+
+
+# A run killed mid-way can leave jobs in flight: a VM still Starting or Stopping would
+# look finished (or untouched) to the plan. Wait for it to settle, as the cloud will.
+TRANSITIONAL = ("Starting", "Stopping", "Migrating")
+
+
+def _settled_plan(spec: Spec, prov: Provisioner, events: Events) -> Plan:
+    deadline = time.monotonic() + spec.timeout_s
+    while True:
+        plan = make_plan(spec, prov)
+        busy = sorted(
+            f"{m.name} ({m.state})" for m in plan.live.machines if m.state in TRANSITIONAL
+        )
+        if not busy:
+            return plan
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f"gave up after {spec.timeout_s:.0f} s waiting for {', '.join(busy)}")
+        events.phase(f"waiting for an earlier run's jobs: {', '.join(busy)}")
+        time.sleep(1.0)
 
 
 def _check_headroom(prov: Provisioner, needed: int) -> None:

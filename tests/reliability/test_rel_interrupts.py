@@ -69,7 +69,9 @@ def test_interrupted_run_converges_and_down_leaves_nothing(
     assert again.exit_code == 0, again.stderr
     nodes = again.json()["status"]["nodes"]
     assert [n["name"] for n in nodes] == [e.format(c=name) for e in EXPECTED]
-    assert all(n["state"] == "Running" and n["bootstrapped"] and n["ip"] for n in nodes)
+    assert all(n["state"] == "Running" and n["bootstrapped"] and n["ip"] for n in nodes), [
+        (n["name"], n["state"], n["bootstrapped"], n["ip"]) for n in nodes
+    ]
     dup = duplicates(ws.home)
     FIGURES["duplicates"] += len(dup)
     assert dup == []
