@@ -187,14 +187,18 @@ class Provisioner(abc.ABC):
 
     @abc.abstractmethod
     def create_machines(
-        self, requests: Sequence[MachineRequest], ready: ReadyHook | None = None
+        self,
+        requests: Sequence[MachineRequest],
+        ready: ReadyHook | None = None,
+        written_tags: Mapping[str, str] | None = None,
     ) -> list[Machine]:
         """Create machines concurrently; returns them with whatever IP is known yet.
 
         `ready`, if given, is called as machines come into existence (all created so
         far that it has not yet claimed); it returns final userdata by machine id for
-        those that may boot now, and the provisioner writes it and starts them while
-        the rest are still being created. Those come back Running.
+        those that may boot now, and the provisioner writes it, then sets
+        `written_tags` on them (never before the write), then starts them while the
+        rest are still being created. Those come back Running.
         """
 
     @abc.abstractmethod

@@ -110,14 +110,13 @@ def preflight(spec: Spec, limit: int, key: str) -> None:
     check_sizes(docs, limit)
 
 
-def allocate_hook(
-    spec: Spec, existing: Sequence[Machine], prov: Provisioner, key: str, limit: int
-) -> ReadyHook:
+def allocate_hook(spec: Spec, existing: Sequence[Machine], key: str, limit: int) -> ReadyHook:
     """For `allocate`: as VMs are created (stopped, IP known), hand back final userdata
     once every etcd and control IP is known, so each VM boots once, as early as it can.
 
-    A VM is tagged bootstrapped when its final userdata is written, before it starts: a
-    kill in between leaves it stopped and bootstrapped, and the next `up` starts it.
+    The provisioner tags a VM bootstrapped right after writing its final userdata, before
+    it starts: a kill in between leaves it stopped and bootstrapped, and the next `up`
+    starts it; a kill before the write leaves it unmarked, and it is written again.
     Nodes not deployed yet are left out of /etc/hosts (etcd and control are always in).
     """
     known = {m.name: m for m in existing}
@@ -133,7 +132,6 @@ def allocate_hook(
         ]
         docs = render_final(spec, nodes, [m.name for m in fresh], key)
         check_sizes(docs, limit)
-        prov.tag_machines([m.id for m in fresh], {BOOTSTRAP_TAG: "done"})
         return {m.id: docs[m.name] for m in fresh}
 
     return ready

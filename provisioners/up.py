@@ -13,6 +13,7 @@ from stackfleet import state
 from stackfleet.errors import LimitExceeded, WaitTimeout
 from stackfleet.provisioners import bootstrap, naming
 from stackfleet.provisioners.base import (
+    BOOTSTRAP_TAG,
     CLUSTER_TAG,
     EXPIRES_TAG,
     Machine,
@@ -184,5 +185,7 @@ def _create_missing(
         return prov.create_machines(requests)
     limit = plan.resolved.zone.userdata_limit
     return prov.create_machines(
-        requests, ready=bootstrap.allocate_hook(spec, existing, prov, key, limit)
+        requests,
+        ready=bootstrap.allocate_hook(spec, existing, key, limit),
+        written_tags={BOOTSTRAP_TAG: "done"},
     )

@@ -10,7 +10,7 @@ DEPLOY_ATTEMPTS times; its job's error text is what the user sees if it keeps fa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stackfleet.errors import CloudError
@@ -31,8 +31,10 @@ class CreateRun:
         prov: CloudStackProvisioner,
         requests: Sequence[MachineRequest],
         ready: ReadyHook | None,
+        written_tags: Mapping[str, str],
     ) -> None:
         self.prov = prov
+        self.written_tags = written_tags
         self.requests = {r.name: r for r in requests}
         self.ready = ready
         self.attempts = dict.fromkeys(self.requests, 0)
@@ -112,6 +114,8 @@ class CreateRun:
         if not docs:
             return
         self.prov.set_userdata(docs)
+        # Only now: a kill before this line leaves the VM unmarked, so it is redone.
+        self.prov._tag("UserVm", list(docs), self.written_tags)
         by_id = {m.id: m for m in waiting}
         for vm_id in docs:
             name = by_id[vm_id].name

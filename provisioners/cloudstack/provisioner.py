@@ -373,13 +373,16 @@ class CloudStackProvisioner(Provisioner):
 
     # --- machines ---------------------------------------------------------------
     def create_machines(
-        self, requests: Sequence[MachineRequest], ready: ReadyHook | None = None
+        self,
+        requests: Sequence[MachineRequest],
+        ready: ReadyHook | None = None,
+        written_tags: Mapping[str, str] | None = None,
     ) -> list[Machine]:
         if not requests:
             return []
         from stackfleet.provisioners.cloudstack.create import CreateRun
 
-        return CreateRun(self, requests, ready).execute()
+        return CreateRun(self, requests, ready, written_tags or {}).execute()
 
     def _failure_reason(self, jobid: str | None) -> str:
         if jobid is None:
