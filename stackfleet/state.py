@@ -26,7 +26,8 @@ def private_dir(path: Path) -> Path:
 
 
 def cluster_dir(cluster: str) -> Path:
-    return private_dir(home() / "clusters" / cluster)
+    # Every level 0700: other local users must not even list the cluster names.
+    return private_dir(private_dir(private_dir(home()) / "clusters") / cluster)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ def test_no_secret_in_outputs_logs_cassettes_or_readable_files(
 def test_files_holding_secrets_are_0600(ws: Workspace) -> None:
     spec = ws.spec("perm", roles=SMALL)
     assert ws.run("up", "-f", str(spec)).exit_code == 0
+    # Other local users cannot even list which clusters this operator runs.
+    for private in (ws.home, ws.home / "clusters", ws.home / "clusters" / "perm"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700, private
     loose = []
     for path in ws.home.rglob("*"):
         mode = stat.S_IMODE(path.stat().st_mode)
