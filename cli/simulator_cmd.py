@@ -6,6 +6,7 @@ The simulator is imported inside the command, so `stackfleet --help` stays fast.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -192,7 +193,7 @@ def serve(
         click.echo(f"# metadata: {sim.metadata_url}")
     if sim.password_url:
         click.echo(f"# password server: {sim.password_url}")
-    click.get_text_stream("stdout").flush()
+    sys.stdout.flush()  # a parent reading our stdout needs the lines now
     try:
         done.wait()
     finally:

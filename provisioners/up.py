@@ -119,8 +119,8 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
     created = _create_missing(spec, prov, plan, key, spread, current, events)
     current = [m for m in current if m.name not in {c.name for c in created}] + created
     # Those the pipeline started with final userdata are done; the rest finish here.
-    started = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
-    unfinished = plan.machines_unfinished + [m for m in created if m not in started]
+    booted = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
+    unfinished = plan.machines_unfinished + [m for m in created if m not in booted]
     if unfinished:
         events.phase(f"bootstrapping {len(unfinished)} node(s) ({plan.resolved.strategy})")
         current = bootstrap.finish(

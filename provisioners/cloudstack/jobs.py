@@ -168,7 +168,7 @@ class JobRunner:
         while self._background:
             pending = dict(self._background)
             self.run(
-                [Submission(w, lambda j=j: j) for j, w in pending.items()],
+                [Submission(w, _submitted(j)) for j, w in pending.items()],
                 timeout_s,
                 f"{len(pending)} background job(s)",
             )
@@ -221,6 +221,11 @@ class JobRunner:
             if int(body.get("jobstatus", 0)) == 0:
                 pending.add(jobid)
         return pending
+
+
+def _submitted(jobid: str) -> Callable[[], str]:
+    """A 'submit' for a job already sent: waiting for it is all that is left."""
+    return lambda: jobid
 
 
 class Pipeline:
