@@ -93,3 +93,21 @@ def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace
     root = tmp_path / "specs"
     root.mkdir()
     return Workspace(home, root)
+
+
+# Command-name prefixes of every API call that changes something in the cloud.
+MUTATING = (
+    "deploy", "create", "delete", "destroy", "update", "authorize", "revoke", "start",
+    "stop", "register", "reboot", "expunge",
+)  # fmt: skip
+
+
+def mutating(requests: list[dict[str, Any]], succeeded_only: bool = False) -> list[str]:
+    """The mutating commands in a simulator request log (all sent, or only those that
+    the cloud accepted)."""
+    return [
+        r["command"]
+        for r in requests
+        if (r.get("command") or "").startswith(MUTATING)
+        and (not succeeded_only or r.get("status") == 200)
+    ]

@@ -22,15 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sf_testkit import Result, Workspace
+from sf_testkit import Result, Workspace, mutating
 
 from stackfleet.simulator import Simulator, SimulatorConfig
 
 SPECS = Path(__file__).parent / "specs"
-MUTATING = (
-    "deploy", "create", "delete", "destroy", "update", "authorize", "revoke", "start",
-    "stop", "register", "reboot", "expunge",
-)  # fmt: skip
 
 
 def _header(path: Path) -> tuple[int, str, dict[str, str]]:
@@ -57,11 +53,7 @@ def _check(ws: Workspace, result: Result, code: int, fragment: str) -> None:
     assert len(errors) == 1, err
     assert fragment in errors[0], (fragment, errors[0])
     assert result.exit_code == code, (result.exit_code, errors[0])
-    made = [
-        r["command"]
-        for r in ws.requests()
-        if (r.get("command") or "").startswith(MUTATING) and r.get("status") == 200
-    ]
+    made = mutating(ws.requests(), succeeded_only=True)
     assert made == [], f"bad input must create nothing: {made}"
 
 

@@ -6,24 +6,7 @@ by separate CLI invocations. Simulated: the VMs (the simulator's bookkeeping).
 
 from __future__ import annotations
 
-from sf_testkit import Workspace
-
-MUTATING = (
-    "deploy",
-    "create",
-    "delete",
-    "destroy",
-    "update",
-    "authorize",
-    "revoke",
-    "start",
-    "stop",
-    "register",
-)
-
-
-def mutating(requests: list[dict]) -> list[str]:
-    return [r["command"] for r in requests if r["command"].startswith(MUTATING)]
+from sf_testkit import Workspace, mutating
 
 
 def test_up_status_down_leaves_nothing(ws: Workspace) -> None:

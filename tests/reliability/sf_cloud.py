@@ -14,24 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sf_testkit import mutating as testkit_mutating
+
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
 from stackfleet.provisioners.credentials import Credentials
 from stackfleet.simulator import Simulator, SimulatorConfig
-
-MUTATING = (
-    "deploy",
-    "create",
-    "delete",
-    "destroy",
-    "update",
-    "authorize",
-    "revoke",
-    "start",
-    "stop",
-    "register",
-    "reboot",
-    "expunge",
-)
 
 
 def inventory(home: Path) -> dict[str, list[dict[str, Any]]]:
@@ -92,11 +79,7 @@ def duplicates(home: Path) -> list[str]:
 
 
 def mutating(requests: list[dict[str, Any]]) -> list[str]:
-    return [
-        r["command"]
-        for r in requests
-        if r.get("command") and r["command"].startswith(MUTATING) and r.get("status") == 200
-    ]
+    return testkit_mutating(requests, succeeded_only=True)
 
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
