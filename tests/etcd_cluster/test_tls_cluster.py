@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sf_render import make_input
 
 from stackfleet.cloudconfig_templates.render import render_cluster
 from stackfleet.cloudconfig_templates.validate import etcd_env, files_of
-from tests.cloudconfig.conftest import make_input
 
 pytestmark = pytest.mark.netns
 
