@@ -18,7 +18,6 @@ from stackfleet.security_groups.rules import Rule
 CLUSTER_TAG = "stackfleet:cluster"
 ROLE_TAG = "stackfleet:role"
 EXPIRES_TAG = "stackfleet:expires"
-LOCK_TAG = "stackfleet:lock"
 # The usual cap on userdata, in base64 characters (CloudStack's vm.userdata.max.length
 # default); `render` compares against it when no zone has been asked.
 DEFAULT_USERDATA_LIMIT = 32768
@@ -241,5 +240,14 @@ class Provisioner(abc.ABC):
         failure. Mutations may return before the cloud has finished them."""
 
     @abc.abstractmethod
+    def take_lock(self, cluster: str, holder: str) -> str | None:
+        """Create the cluster's lock record naming `holder`, atomically (the cloud refuses
+        a second one). None: the lock is now ours. Else: the holder the existing one names."""
+
+    @abc.abstractmethod
+    def release_lock(self, cluster: str, holder: str | None) -> None:
+        """Remove the lock record if it names `holder` (whatever it names, with None)."""
+
+    @abc.abstractmethod
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
-        """Set (or, with None, remove) cluster-wide tags such as the lock and the expiry."""
+        """Set (or, with None, remove) cluster-wide tags such as the expiry."""

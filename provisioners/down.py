@@ -15,7 +15,7 @@ from stackfleet import state
 from stackfleet.errors import CloudError, Conflict, CredentialsError
 from stackfleet.provisioners.base import LiveState, Provisioner
 from stackfleet.provisioners.events import Events
-from stackfleet.provisioners.lock import check_free
+from stackfleet.provisioners.lock import cluster_lock
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,13 @@ def down(
     lock_max_age_s: float = 1800,
     keep_local: bool = False,
 ) -> DownResult:
-    live = live or prov.live_state(cluster)
-    check_free(live.tags, lock_max_age_s, cluster)
+    with cluster_lock(prov, cluster, lock_max_age_s):
+        return _down_locked(cluster, prov, events, live or prov.live_state(cluster), keep_local)
+
+
+def _down_locked(
+    cluster: str, prov: Provisioner, events: Events, live: LiveState, keep_local: bool
+) -> DownResult:
     result = DownResult(
         cluster,
         len(live.machines),

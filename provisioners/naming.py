@@ -23,6 +23,10 @@ def key_name(cluster: str) -> str:
     return f"{cluster}-key"
 
 
+def lock_name(cluster: str) -> str:
+    return f"{cluster}-lock"
+
+
 def spread_group_name(cluster: str) -> str:
     return f"{cluster}-etcd-spread"
 

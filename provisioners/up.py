@@ -22,7 +22,7 @@ from stackfleet.provisioners.base import (
 )
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.lock import cluster_lock
-from stackfleet.provisioners.plan import Plan, cluster_tags, make_plan
+from stackfleet.provisioners.plan import Plan, cluster_tags, diff, make_plan
 from stackfleet.spec import Spec
 
 
@@ -44,12 +44,11 @@ def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
         events.phase("rendering every node's userdata to check its size")
         bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, operator.public_openssh)
 
-    etcd_group = naming.group_name(spec.name, "etcd")
-    if etcd_group in plan.groups_missing:
-        # The lock lives on this group, so it is made first.
-        prov.create_group(etcd_group, f"stackfleet {spec.name}: etcd", cluster_tags(spec, "etcd"))
-        plan.groups_missing.remove(etcd_group)
-    with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s, known_tags=plan.live.tags):
+    with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s):
+        # Another run may have changed the cluster before we got the lock: look again.
+        plan = diff(spec, plan.resolved, prov.live_state(spec.name))
+        if plan.is_empty() and _key_matches(prov, plan, operator.public_openssh):
+            return UpResult(plan, plan.live.machines, changed=False)
         machines = _apply(spec, prov, plan, operator.public_openssh, events)
     return UpResult(plan, machines, changed=True)
 

@@ -127,14 +127,14 @@ class CreateRun:
         ids = [vm["id"] for vm in self.created.values()]
         listed = {vm["id"]: vm for vm in self.prov._vms_by_id(ids)}
         not_running = [
-            n
+            self.created[n]["id"]
             for n in self.claimed
             if listed.get(self.created[n]["id"], {}).get("state") != "Running"
         ]
         if not_running:
-            raise CloudError(
-                f"{len(not_running)} VM(s) did not start: {', '.join(sorted(not_running))}"
-            )
+            # Their start job failed: start them again (start retries, then says why).
+            self.prov.start_machines(not_running)
+            listed = {vm["id"]: vm for vm in self.prov._vms_by_id(ids)}
         return [
             _machine(listed.get(self.created[n]["id"], self.created[n]), r.role)
             for n, r in self.requests.items()

@@ -17,7 +17,6 @@ from stackfleet.errors import CloudError, JobFailed
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     CLUSTER_TAG,
-    LOCK_TAG,
     ROLE_TAG,
     ClusterSummary,
     Group,
@@ -39,6 +38,8 @@ from stackfleet.provisioners.cloudstack.jobs import JobRunner, Pipeline, Progres
 from stackfleet.security_groups.rules import Rule
 
 log = logging.getLogger("stackfleet.cloudstack")
+# Start and stop are retried this often when their job fails (530 and the like).
+POWER_ATTEMPTS = 3
 
 
 def _tags(item: Mapping[str, Any]) -> dict[str, str]:
@@ -367,9 +368,42 @@ class CloudStackProvisioner(Provisioner):
             self.jobs.background(str(body["jobid"]), "removing cluster tags")
         new = {k: v for k, v in tags.items() if v is not None and current.get(k) != v}
         self._tag("SecurityGroup", [sg["id"]], new)
-        if LOCK_TAG in tags:
-            # Taking or releasing the lock: it (and every tag fired before) must be in place.
-            self.jobs.drain(self.timeout_s)
+
+    # --- the lock: a security group, because CloudStack refuses a second of one name ---
+    def take_lock(self, cluster: str, holder: str) -> str | None:
+        name = naming.lock_name(cluster)
+
+        def existing() -> dict[str, Any] | None:
+            found = self._lock_group(name)
+            return {"securitygroup": found} if found else None
+
+        try:
+            body = self.api.call(
+                "createSecurityGroup",
+                {"name": name, "description": holder},
+                find_existing=existing,
+            )
+        except CloudError as exc:
+            if "already exists" not in str(exc):
+                raise
+            found = self._lock_group(name)
+            if found is None:  # released in between: try once more
+                return self.take_lock(cluster, holder)
+            body = {"securitygroup": found}
+        record = body.get("securitygroup", body).get("description") or "unknown:0:0"
+        return None if record == holder else str(record)
+
+    def release_lock(self, cluster: str, holder: str | None) -> None:
+        found = self._lock_group(naming.lock_name(cluster))
+        if found is None or (holder is not None and found.get("description") != holder):
+            return
+        self._ignore_gone(lambda: self.api.call("deleteSecurityGroup", {"id": found["id"]}))
+
+    def _lock_group(self, name: str) -> dict[str, Any] | None:
+        found = self.api.list_all(
+            "listSecurityGroups", "securitygroup", {"securitygroupname": name}
+        )
+        return next((g for g in found if g.get("name") == name), None)
 
     # --- machines ---------------------------------------------------------------
     def create_machines(
@@ -454,18 +488,24 @@ class CloudStackProvisioner(Provisioner):
             )
 
     def _power(self, command: str, ids: Sequence[str], want: str, what: str) -> list[Machine]:
+        """Start or stop, and again for those whose job failed: both are idempotent."""
         if not ids:
             return []
-        subs = [Submission(i, self._simple_job(command, {"id": i})) for i in ids]
-        done = self.jobs.run(subs, self.timeout_s, what)
-        vms = {vm["id"]: vm for vm in self._vms_by_id(ids)}
-        bad = [i for i in ids if vms.get(i, {}).get("state") != want]
-        if bad:
-            reasons = "; ".join(
-                f"{vms.get(i, {}).get('name', i)}: {self._failure_reason(done.get(i))}" for i in bad
-            )
-            raise CloudError(f"{what}: {reasons}")
-        return [_to_machine(vms[i], self._role(vms[i])) for i in ids]
+        todo, reasons = list(ids), {}
+        for _ in range(POWER_ATTEMPTS):
+            subs = [Submission(i, self._simple_job(command, {"id": i})) for i in todo]
+            done = self.jobs.run(subs, self.timeout_s, what)
+            vms = {vm["id"]: vm for vm in self._vms_by_id(ids)}
+            todo = [i for i in ids if vms.get(i, {}).get("state") != want]
+            if not todo:
+                return [_to_machine(vms[i], self._role(vms[i])) for i in ids]
+            reasons = {i: self._failure_reason(done.get(i)) for i in todo}
+            log.info("%s: %d failed, trying again", what, len(todo))
+        listed = "; ".join(
+            f"{vms.get(i, {}).get('name', i)}: {reasons[i]}" for i in sorted(todo)[:3]
+        )
+        more = f" (and {len(todo) - 3} more)" if len(todo) > 3 else ""
+        raise CloudError(f"{what}: {listed}{more}")
 
     def _role(self, vm: Mapping[str, Any]) -> str:
         return _tags(vm).get(ROLE_TAG) or self._roles.get(vm["id"], "unknown")

@@ -1,8 +1,9 @@
 """Two `up` runs of one cluster at once: one builds it, the other refuses; no duplicates.
 
 Real: two stackfleet processes started together, each with its own embedded simulator
-on the same SQLite state (one cloud), the lock tag on the cluster's etcd group, and
-CloudStack's own refusal of a second VM, group or key with the same name. Simulated:
+on the same SQLite state (one cloud), the lock (a `<cluster>-lock` security group, which
+the cloud refuses to create twice), and CloudStack's own refusal of a second VM, group or
+key with the same name. Simulated:
 the cloud (short job latency so the two runs overlap for seconds).
 """
 
@@ -24,8 +25,7 @@ def test_two_concurrent_ups_never_double_create(
     name = f"race{round_}"
     spec = ws.spec(name, roles=SMALL)
     if round_ == 2:
-        # The etcd group (where the lock lives) already exists: a pure race on the lock.
-        # Both runs then want to add a worker.
+        # The cluster exists already: a pure race on the lock to add a worker.
         assert ws.run("up", "-f", str(spec)).exit_code == 0
         spec = ws.spec(name, roles={**SMALL, "workers": {"count": 2}})
     procs = [spawn("up", "-f", str(spec)) for _ in range(2)]
@@ -51,19 +51,17 @@ def test_two_concurrent_ups_never_double_create(
 
 
 def test_down_refuses_while_up_holds_the_lock(ws: Workspace) -> None:
-    """The lock tag, set by hand as a live run elsewhere would: `down` and `up` refuse."""
+    """The lock, taken by hand as a live run elsewhere would: `down` and `up` refuse."""
     import socket
     import time
 
-    from stackfleet.provisioners.base import LOCK_TAG
     from stackfleet.provisioners.session import CloudTarget, open_cloud
 
     spec = ws.spec("held", roles=SMALL)
     assert ws.run("up", "-f", str(spec)).exit_code == 0
     with open_cloud(CloudTarget("simulator")) as prov:
-        prov.set_cluster_tags(
-            "held", {LOCK_TAG: f"other-{socket.gethostname()}:1:{int(time.time())}"}
-        )
+        holder = f"other-{socket.gethostname()}:1:{int(time.time())}"
+        assert prov.take_lock("held", holder) is None
     grown = ws.spec("held", roles={**SMALL, "workers": {"count": 2}})
     before = len(ws.requests())
     up = ws.run("up", "-f", str(grown))
