@@ -97,6 +97,8 @@ class CloudStackProvisioner(Provisioner):
         self._failures: list[CloudError] = []
         # Affinity group name -> its creation job, which deploys joining it wait for.
         self._spread_jobs: dict[str, str] = {}
+        # (cluster, holder) -> id of the lock group this process created.
+        self._locks: dict[tuple[str, str], str] = {}
 
     # --- lookups ----------------------------------------------------------------
     def find_zone(self, name_or_id: str) -> Zone:
@@ -390,14 +392,21 @@ class CloudStackProvisioner(Provisioner):
             if found is None:  # released in between: try once more
                 return self.take_lock(cluster, holder)
             body = {"securitygroup": found}
-        record = body.get("securitygroup", body).get("description") or "unknown:0:0"
-        return None if record == holder else str(record)
+        group = body.get("securitygroup", body)
+        record = group.get("description") or "unknown:0:0"
+        if record != holder:
+            return str(record)
+        self._locks[(cluster, holder)] = group["id"]
+        return None
 
     def release_lock(self, cluster: str, holder: str | None) -> None:
-        found = self._lock_group(naming.lock_name(cluster))
-        if found is None or (holder is not None and found.get("description") != holder):
-            return
-        self._ignore_gone(lambda: self.api.call("deleteSecurityGroup", {"id": found["id"]}))
+        group_id = self._locks.pop((cluster, holder), None) if holder else None
+        if group_id is None:  # not taken by this process: look, and delete only a match
+            found = self._lock_group(naming.lock_name(cluster))
+            if found is None or (holder is not None and found.get("description") != holder):
+                return
+            group_id = found["id"]
+        self._ignore_gone(lambda: self.api.call("deleteSecurityGroup", {"id": group_id}))
 
     def _lock_group(self, name: str) -> dict[str, Any] | None:
         found = self.api.list_all(
