@@ -63,7 +63,7 @@ def _down_locked(
     for attempt in range(1, DOWN_PASSES + 1):
         try:
             _remove(prov, live, events)
-            break  # every call succeeded (destroy_machines checks the VMs are gone)
+            break  # every call succeeded (teardown checks the VMs are gone)
         except (CredentialsError, Conflict):
             raise
         except CloudError as exc:

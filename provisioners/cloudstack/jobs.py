@@ -100,12 +100,6 @@ class JobRunner:
     ) -> Pipeline:
         return Pipeline(self, timeout_s, what, on_round, dict(limits or {}))
 
-    def wait_one(self, jobid: str, timeout_s: float, what: str) -> dict[str, Any]:
-        """Wait for one job and return its result (raises JobFailed)."""
-        if jobid not in self.finished:
-            self.run([Submission(what, lambda: jobid)], timeout_s, what)
-        return self.result(jobid)
-
     def result(self, jobid: str) -> dict[str, Any]:
         body = self.api.call("queryAsyncJobResult", {"jobid": jobid})
         status = int(body.get("jobstatus", 0))
@@ -119,24 +113,6 @@ class JobRunner:
             )
         result: dict[str, Any] = body.get("jobresult") or {}
         return result
-
-    def failures(self, done: Mapping[str, str]) -> dict[str, JobFailed]:
-        """key -> the failure of its job, for every failed one (queries sent in parallel)."""
-        if not done:
-            return {}
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="stackfleet-api")
-
-        def check(jobid: str) -> JobFailed | None:
-            try:
-                self.result(jobid)
-            except JobFailed as exc:
-                return exc
-            return None
-
-        keys = list(done)
-        outcomes = self._pool.map(check, [done[k] for k in keys])
-        return {k: exc for k, exc in zip(keys, outcomes, strict=True) if exc is not None}
 
     # --- background jobs ------------------------------------------------------------
     def background(self, jobid: str, what: str, check: bool = True) -> None:

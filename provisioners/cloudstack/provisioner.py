@@ -68,6 +68,11 @@ def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
     )
 
 
+def _gone(exc: CloudError) -> bool:
+    """CloudStack's answer to deleting something that no longer exists (431, "not found")."""
+    return exc.code == 431 and "not" in str(exc).lower()
+
+
 def _to_rule(r: Mapping[str, Any]) -> Rule:
     return Rule(
         protocol=str(r.get("protocol", "")).lower(),
@@ -276,22 +281,6 @@ class CloudStackProvisioner(Provisioner):
         if self._failures:
             first, self._failures = self._failures[0], []
             raise first
-
-    def tag_unmanaged_rules(
-        self, group_names: Sequence[str], tags: Mapping[str, str]
-    ) -> set[tuple[str, Rule]]:
-        """Mark rules in our groups that carry no tag yet; returns (group, rule) found."""
-        untagged = []
-        present: set[tuple[str, Rule]] = set()
-        for name in group_names:
-            for sg in self.api.list_all(
-                "listSecurityGroups", "securitygroup", {"securitygroupname": name}
-            ):
-                rules = sg.get("ingressrule", []) or []
-                untagged += [r["ruleid"] for r in rules if not _tags(r)]
-                present |= {(name, _to_rule(r)) for r in rules}
-        self._tag("SecurityGroupRule", untagged, tags)
-        return present
 
     def _authorizer(self, group: str, rule: Rule) -> Any:
         params: dict[str, Any] = {
@@ -529,16 +518,7 @@ class CloudStackProvisioner(Provisioner):
         return self._power("stopVirtualMachine", ids, "Stopped", f"{len(ids)} VMs to stop")
 
     def destroy_machines(self, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        subs = [
-            Submission(i, self._simple_job("destroyVirtualMachine", {"id": i, "expunge": True}))
-            for i in ids
-        ]
-        self.jobs.run(subs, self.timeout_s, f"{len(ids)} VMs to destroy")
-        still = [vm["id"] for vm in self._vms_by_id(ids)]
-        if still:
-            raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
+        self.teardown(ids, [])
 
     def teardown(
         self,
@@ -586,7 +566,7 @@ class CloudStackProvisioner(Provisioner):
             try:
                 return str(self.api.call("deleteAffinityGroup", {"id": group_id})["jobid"])
             except CloudError as exc:
-                if exc.code != 431 or "not" not in str(exc).lower():
+                if not _gone(exc):
                     raise
                 return f"adopted:{group_id}"  # already gone: nothing to wait for
 
@@ -605,5 +585,5 @@ class CloudStackProvisioner(Provisioner):
         try:
             action()
         except CloudError as exc:
-            if exc.code != 431 or "not" not in str(exc).lower():
+            if not _gone(exc):
                 raise
