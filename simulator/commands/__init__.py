@@ -54,6 +54,16 @@ class Ctx:
     def maps(self, name: str) -> list[dict[str, str]]:
         return api_spec.maps(self.params, name)
 
+    def optional_doc(self, kind: str, name: str) -> Doc | None:
+        """The object an optional id filter names; an id that names nothing is refused."""
+        doc_id = self.get(name)
+        if doc_id is None:
+            return None
+        doc = self.tx.get(kind, doc_id)
+        if doc is None:
+            raise errors.unknown_id(name, doc_id)
+        return doc
+
     def start_job(
         self, instance_type: str | None, instance_id: str | None, params: dict[str, Any]
     ) -> str:

@@ -92,10 +92,7 @@ def apply_delete(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
 
 @command("listAffinityGroups")
 def list_groups(ctx: Ctx) -> Inner:
-    vm_id = ctx.get("virtualmachineid")
-    vm = ctx.tx.get("vm", vm_id) if vm_id else None
-    if vm_id and vm is None:
-        raise errors.unknown_id("virtualmachineid", vm_id)
+    vm = ctx.optional_doc("vm", "virtualmachineid")
     items = [
         render(ctx.tx, g)
         for g in ctx.tx.all("ag")

@@ -169,10 +169,7 @@ def apply_revoke(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
 @command("listSecurityGroups")
 def list_groups(ctx: Ctx) -> Inner:
     wanted_tags = ctx.maps("tags")
-    vm_id = ctx.get("virtualmachineid")
-    vm = ctx.tx.get("vm", vm_id) if vm_id else None
-    if vm_id and vm is None:
-        raise errors.unknown_id("virtualmachineid", vm_id)
+    vm = ctx.optional_doc("vm", "virtualmachineid")
     items = [
         render(ctx.tx, sg)
         for sg in ctx.tx.all("sg")
