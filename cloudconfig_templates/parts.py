@@ -97,7 +97,11 @@ def _env(path: str, env: dict[str, str], permissions: str = "0644") -> File:
 
 
 def artifacts(entries: list[tuple[Artifact, str, str, str]]) -> Parts:
-    """(artifact, kind, destination, tar members) -> manifest + fetch script + unit."""
+    """(artifact, kind, destination, names) -> manifest + fetch script + unit.
+
+    `names` is, for `bin`, the installed file name; for `tar`, the members to extract (tar
+    wildcards, never expanded by the shell).
+    """
     lines = [
         f"{a.sha256} {a.url} {a.name} {kind} {dest} {members}".rstrip()
         for a, kind, dest, members in entries
@@ -210,11 +214,11 @@ def kube_node(inp: RenderInput, node: NodeInfo) -> Parts:
     a = inp.artifacts
     parts = artifacts(
         [
-            (a.kubelet, "bin", BIN_DIR, ""),
-            (a.kubeadm, "bin", BIN_DIR, ""),
-            (a.kubectl, "bin", BIN_DIR, ""),
+            (a.kubelet, "bin", BIN_DIR, "kubelet"),
+            (a.kubeadm, "bin", BIN_DIR, "kubeadm"),
+            (a.kubectl, "bin", BIN_DIR, "kubectl"),
             (a.crictl, "tar", BIN_DIR, "crictl"),
-            (a.flannel, "bin", BIN_DIR, ""),
+            (a.flannel, "bin", BIN_DIR, "flanneld"),
             (a.cni_plugins, "tar", CNI_BIN_DIR, "*/bridge */host-local */portmap */loopback"),
         ]
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,11 +16,12 @@ import yaml
 from stackfleet.cloudconfig_templates import flatcar_schema
 from stackfleet.cloudconfig_templates.document import HEADER
 from stackfleet.cloudconfig_templates.model import FLAVORS, ROLES, RenderInput
-from stackfleet.cloudconfig_templates.parts import ETCD_ENV
+from stackfleet.cloudconfig_templates.parts import ETCD_ENV, SCRIPT_DIR
 from stackfleet.cloudconfig_templates.unit_check import ToolMissing, verify_units
 
 UNIT_DIR = "/etc/systemd/system/"
 ETCD_SHARED = ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_TOKEN", "ETCD_INITIAL_CLUSTER_STATE")
+_SHELL_SHEBANG = re.compile(r"#!\s*(?:/usr)?/bin/(?:env\s+)?(?:ba|da)?sh\b")
 
 
 def file_content(entry: dict[str, Any]) -> str:
@@ -86,6 +89,48 @@ def _cloud_init_schema(text: str) -> list[str]:
     return [f"cloud-init schema: {ln}" for ln in out.splitlines() if ln.strip()]
 
 
+def shell_scripts(files: dict[str, str]) -> dict[str, str]:
+    """The write_files entries that are shell scripts: a sh/bash shebang, or in SCRIPT_DIR."""
+    return {
+        path: content
+        for path, content in files.items()
+        if path.startswith(f"{SCRIPT_DIR}/") or _SHELL_SHEBANG.match(content)
+    }
+
+
+def check_scripts(scripts: dict[str, str]) -> list[str]:
+    """Debian's `shellcheck`, at its default (strictest) severity and with no exclusions, on
+    each script (path -> content); empty if all are clean. Raises ToolMissing."""
+    if not scripts:
+        return []
+    tool = shutil.which("shellcheck")
+    if tool is None:
+        raise ToolMissing("shellcheck not found: install shellcheck to check rendered scripts")
+    return [
+        p for path, content in sorted(scripts.items()) for p in _shellcheck(tool, path, content)
+    ]
+
+
+@functools.lru_cache(maxsize=256)
+def _shellcheck(tool: str, path: str, content: str) -> tuple[str, ...]:
+    # Every node of a cluster carries the same few scripts: check each distinct one once.
+    with tempfile.TemporaryDirectory(prefix="stackfleet-sh-") as tmp:
+        script = f"{tmp}/{path.rsplit('/', 1)[-1]}"
+        with open(script, "w") as fh:
+            fh.write(content)
+        proc = subprocess.run(
+            [tool, "--norc", "--format=gcc", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    out = [ln.replace(script, path) for ln in (proc.stdout + proc.stderr).splitlines() if ln]
+    if proc.returncode != 0 and not out:
+        out = [f"{path}: shellcheck exited {proc.returncode}"]
+    return tuple(f"shellcheck: {ln}" for ln in out)
+
+
 def validate_document(flavor: str, node_role: str, text: str) -> list[str]:
     """Problems with one rendered document; empty if it is fine. Raises ToolMissing."""
     if flavor not in FLAVORS or node_role not in ROLES:
@@ -107,6 +152,11 @@ def validate_document(flavor: str, node_role: str, text: str) -> list[str]:
     except (KeyError, TypeError, ValueError) as exc:
         return [*problems, f"units: cannot read ({exc})"]
     problems += verify_units(units)
+    try:
+        scripts = shell_scripts(files_of(doc))
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        return [*problems, f"write_files: cannot read ({exc})"]
+    problems += check_scripts(scripts)
     return problems
 
 

@@ -58,7 +58,9 @@ def render_input(
         service_cidr=spec.service_cidr,
         flannel_backend=spec.flannel_backend,
         ssh_authorized_keys=(operator_public_key,),
-        artifacts=default_artifacts(spec.kubernetes_version, spec.artifacts_base_url),
+        artifacts=default_artifacts(
+            spec.kubernetes_version, spec.artifacts_base_url, spec.artifact_pins
+        ),
         pki=pki,
         api_endpoint=f"{control.ip}:6443" if control and control.ip else None,
     )

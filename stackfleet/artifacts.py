@@ -10,11 +10,19 @@ Every checksum below is copied from a public source, never computed or invented 
 A local mirror (`artifacts.base_url` in the spec) serves the same file names under one base
 URL: `<base_url>/<file name>`; the checksums stay the same, so a tampered mirror is refused
 on the node.
+
+A spec may also pin any artifact itself (`artifacts.<name>`: a file under base_url or an
+absolute URL, its version and sha256), for patched releases and private builds; see
+`ArtifactPin` and `default_artifacts`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
 
 from stackfleet.errors import BadInput
 
@@ -26,11 +34,12 @@ ARCH = "amd64"
 
 @dataclass(frozen=True)
 class Artifact:
-    """One file to download; `name` is the file name on the mirror and on the node."""
+    """One file to download; `name` is the file name on the mirror and in the node's cache."""
 
     name: str
     url: str
     sha256: str
+    version: str
 
 
 @dataclass(frozen=True)
@@ -45,11 +54,37 @@ class ArtifactSet:
     kubectl: Artifact
     crictl: Artifact  # kubeadm's preflight needs crictl
     kubernetes_version: str
-    etcd_version: str
-    flannel_version: str
     # kubeadm pulls kube-apiserver & co. by its own pinned tags from here (a registry mirror
     # works the same way: set imageRepository).
     image_repository: str = "registry.k8s.io"
+
+    @property
+    def etcd_version(self) -> str:
+        return self.etcd.version
+
+    @property
+    def flannel_version(self) -> str:
+        return self.flannel.version
+
+
+# The one table of artifact names: the Artifact fields of ArtifactSet. The spec's
+# `artifacts.<name>` pins and its schema follow it; docs/bootstrap.md lists it for people
+# (a test keeps that list in step).
+ARTIFACT_NAMES: tuple[str, ...] = tuple(
+    f.name for f in fields(ArtifactSet) if f.type in ("Artifact", Artifact)
+)
+FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+
+
+@dataclass(frozen=True)
+class ArtifactPin:
+    """A spec's own choice for one artifact: exactly one of `file` (under base_url) or `url`."""
+
+    name: str  # one of ARTIFACT_NAMES
+    version: str
+    sha256: str
+    file: str | None = None
+    url: str | None = None
 
 
 # kubernetes version -> (kubelet, kubeadm, kubectl, crictl version, crictl sha256), amd64.
@@ -105,14 +140,38 @@ _CNI_SHA256 = "ab3bda535f9d90766cccc90d3dddb5482003dd744d7f22bcf98186bf8eea8be6"
 SUPPORTED_KUBERNETES_VERSIONS: tuple[str, ...] = tuple(_KUBERNETES)
 
 
-def _artifact(name: str, upstream_dir: str, sha256: str, base_url: str | None) -> Artifact:
+def _artifact(
+    name: str, upstream_dir: str, sha256: str, base_url: str | None, version: str
+) -> Artifact:
     # A mirror is flat: every file sits directly under base_url, under its upstream name.
     root = base_url.rstrip("/") if base_url else upstream_dir
-    return Artifact(name=name, url=f"{root}/{name}", sha256=sha256)
+    return Artifact(name=name, url=f"{root}/{name}", sha256=sha256, version=version)
 
 
-def default_artifacts(kubernetes_version: str, base_url: str | None = None) -> ArtifactSet:
-    """The pinned artifact set for `kubernetes_version` (e.g. "1.31.4"), optionally mirrored."""
+def _pinned(pin: ArtifactPin, base_url: str | None) -> Artifact:
+    where = f"artifacts.{pin.name}"
+    if (pin.file is None) == (pin.url is None):
+        raise BadInput(f"{where}: give exactly one of file or url")
+    if pin.file is not None:
+        if not base_url:
+            raise BadInput(f"{where}.file: needs artifacts.base_url (or give an absolute url)")
+        return _artifact(pin.file, "", pin.sha256.lower(), base_url, pin.version)
+    url = str(pin.url)
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        raise BadInput(f"{where}.url: {url!r} is not an http(s) URL")
+    # The cache name on the node: the URL's last path segment when it is a plain file name.
+    last = urlsplit(url).path.rsplit("/", 1)[-1]
+    name = last if re.fullmatch(FILE_NAME_PATTERN, last) else f"{pin.name}-{pin.version}"
+    return Artifact(name=name, url=url, sha256=pin.sha256.lower(), version=pin.version)
+
+
+def default_artifacts(
+    kubernetes_version: str, base_url: str | None = None, pins: Sequence[ArtifactPin] = ()
+) -> ArtifactSet:
+    """The pinned artifact set for `kubernetes_version` (e.g. "1.31.4"), optionally mirrored.
+
+    `pins` (the spec's `artifacts.<name>` entries) replace the built-in choice per artifact.
+    """
     version = kubernetes_version.removeprefix("v")
     if version not in _KUBERNETES:
         supported = ", ".join(SUPPORTED_KUBERNETES_VERSIONS)
@@ -125,37 +184,47 @@ def default_artifacts(kubernetes_version: str, base_url: str | None = None) -> A
     kubelet, kubeadm, kubectl, crictl_version, crictl_sha = _KUBERNETES[version]
     k8s_dir = f"https://dl.k8s.io/release/v{version}/bin/linux/{ARCH}"
     gh = "https://github.com"
-    return ArtifactSet(
+    chosen = ArtifactSet(
         etcd=_artifact(
             f"etcd-v{ETCD_VERSION}-linux-{ARCH}.tar.gz",
             f"{gh}/etcd-io/etcd/releases/download/v{ETCD_VERSION}",
             _ETCD_SHA256,
             base_url,
+            ETCD_VERSION,
         ),
         flannel=_artifact(
             f"flanneld-{ARCH}",
             f"{gh}/flannel-io/flannel/releases/download/v{FLANNEL_VERSION}",
             _FLANNEL_SHA256,
             base_url,
+            FLANNEL_VERSION,
         ),
         cni_plugins=_artifact(
             f"cni-plugins-linux-{ARCH}-v{CNI_PLUGINS_VERSION}.tgz",
             f"{gh}/containernetworking/plugins/releases/download/v{CNI_PLUGINS_VERSION}",
             _CNI_SHA256,
             base_url,
+            CNI_PLUGINS_VERSION,
         ),
         # kubelet/kubeadm/kubectl share one upstream file name across versions, so a mirror
         # serves one Kubernetes version per base_url.
-        kubelet=_artifact("kubelet", k8s_dir, kubelet, base_url),
-        kubeadm=_artifact("kubeadm", k8s_dir, kubeadm, base_url),
-        kubectl=_artifact("kubectl", k8s_dir, kubectl, base_url),
+        kubelet=_artifact("kubelet", k8s_dir, kubelet, base_url, version),
+        kubeadm=_artifact("kubeadm", k8s_dir, kubeadm, base_url, version),
+        kubectl=_artifact("kubectl", k8s_dir, kubectl, base_url, version),
         crictl=_artifact(
             f"crictl-v{crictl_version}-linux-{ARCH}.tar.gz",
             f"{gh}/kubernetes-sigs/cri-tools/releases/download/v{crictl_version}",
             crictl_sha,
             base_url,
+            crictl_version,
         ),
         kubernetes_version=version,
-        etcd_version=ETCD_VERSION,
-        flannel_version=FLANNEL_VERSION,
     )
+    pinned: dict[str, Any] = {}
+    for pin in pins:
+        if pin.name not in ARTIFACT_NAMES:
+            raise BadInput(
+                f"artifacts.{pin.name}: unknown artifact; known: {', '.join(ARTIFACT_NAMES)}"
+            )
+        pinned[pin.name] = _pinned(pin, base_url)
+    return replace(chosen, **pinned)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stackfleet.artifacts import ARTIFACT_NAMES, FILE_NAME_PATTERN, ArtifactPin
 from stackfleet.errors import BadInput, SpecError
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
@@ -39,6 +40,37 @@ _role_schema: dict[str, Any] = {
     "required": ["count"],
 }
 _cidr_list = {"type": "array", "items": {"type": "string", "format": "cidr"}}
+# One artifact chosen by the spec. `errorMessage` (as in ajv-errors) replaces the bare
+# "does not match <pattern>" with words.
+_pin_schema: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "sha256"],
+    "description": "use this file instead of the built-in pin: exactly one of file or url",
+    "properties": {
+        "file": {
+            "type": "string",
+            "pattern": FILE_NAME_PATTERN,
+            "errorMessage": "must be a plain file name under artifacts.base_url",
+            "description": "a file name under artifacts.base_url",
+        },
+        "url": {
+            "type": "string",
+            "pattern": r"^https?://\S+$",
+            "errorMessage": "must be an absolute http(s) URL",
+        },
+        "version": {
+            "type": "string",
+            "pattern": r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$",
+            "errorMessage": "must be a version such as 3.5.1",
+        },
+        "sha256": {
+            "type": "string",
+            "pattern": "^[0-9A-Fa-f]{64}$",
+            "errorMessage": "must be 64 hex characters (the file's sha256sum)",
+        },
+    },
+}
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -67,6 +99,23 @@ SCHEMA: dict[str, Any] = {
                 "bootstrap": {"type": "string", "enum": list(STRATEGIES)},
                 "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
                 "timeout_s": {"type": "integer", "minimum": 30, "maximum": 7200},
+                "simulator": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "with profile: simulator, the embedded simulator's settings",
+                    "properties": {
+                        "hypervisor": {
+                            "type": "string",
+                            "enum": ["simulator", "qemu"],
+                            "description": "qemu: boot the VMs as real guests (needs root)",
+                        },
+                        "mirror": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "folder the QEMU guests' router serves on port 8090",
+                        },
+                    },
+                },
             },
         },
         "os": {"type": "string", "enum": list(FLAVORS)},
@@ -107,7 +156,8 @@ SCHEMA: dict[str, Any] = {
                     "type": "string",
                     "pattern": "^https?://",
                     "description": "a mirror serving the upstream file names",
-                }
+                },
+                **{name: _pin_schema for name in ARTIFACT_NAMES},
             },
         },
         "ttl": {
@@ -148,6 +198,10 @@ class Spec:
     kubernetes_version: str
     artifacts_base_url: str | None
     ttl_seconds: int | None
+    artifact_pins: tuple[ArtifactPin, ...] = ()  # artifacts.<name>, in ARTIFACT_NAMES order
+    # cloud.simulator: the embedded simulator's hypervisor and the QEMU router's mirror.
+    simulator_hypervisor: str | None = None
+    simulator_mirror: str | None = None
     source: str = field(default="<spec>", compare=False)
 
     def role(self, role: str) -> RoleSpec | None:
@@ -246,7 +300,8 @@ def _check_against_schema(
         elif "enum" in schema and value not in schema["enum"]:
             problems.append((where, f"must be one of {', '.join(schema['enum'])}"))
         elif "pattern" in schema and not re.search(schema["pattern"], value):
-            problems.append((where, f"{value!r} does not match {schema['pattern']}"))
+            said = schema.get("errorMessage", f"does not match {schema['pattern']}")
+            problems.append((where, f"{value!r} {said}"))
         elif schema.get("format") == "cidr" and _bad_cidr(value):
             problems.append((where, f"{value!r} is not a CIDR such as 10.0.0.0/16"))
         elif len(value) < schema.get("minLength", 0):
@@ -280,6 +335,31 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
     svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)
     if _overlap(pod, svc):
         problems.append(("network.service_cidr", f"{svc} overlaps network.pod_cidr {pod}"))
+    _artifact_checks(data.get("artifacts"), problems)
+
+
+def _artifact_checks(arts: Any, problems: list[tuple[str, str]]) -> None:
+    if not isinstance(arts, dict):
+        return
+    for name in ARTIFACT_NAMES:
+        pin = arts.get(name)
+        if not isinstance(pin, dict):
+            continue
+        where = f"artifacts.{name}"
+        if "file" in pin and "url" in pin:
+            problems.append((where, "give file or url, not both"))
+        elif "file" not in pin and "url" not in pin:
+            problems.append(
+                (where, "needs file (a name under artifacts.base_url) or url (absolute)")
+            )
+        elif "file" in pin and not arts.get("base_url"):
+            problems.append(
+                (
+                    f"{where}.file",
+                    "needs artifacts.base_url to download from; set base_url, "
+                    "or give an absolute url instead",
+                )
+            )
 
 
 def _overlap(a: Any, b: Any) -> bool:
@@ -317,9 +397,12 @@ def _build(data: dict[str, Any], source: str) -> Spec:
     net = data.get("network", {})
     access = data.get("access", {})
     ttl = data.get("ttl")
+    arts = data.get("artifacts", {})
     return Spec(
         name=data["name"],
         profile=cloud.get("profile"),
+        simulator_hypervisor=cloud.get("simulator", {}).get("hypervisor"),
+        simulator_mirror=_beside(source, cloud.get("simulator", {}).get("mirror")),
         endpoint=cloud.get("endpoint"),
         zone=cloud["zone"],
         bootstrap=cloud.get("bootstrap", "auto"),
@@ -334,10 +417,28 @@ def _build(data: dict[str, Any], source: str) -> Spec:
         api_cidrs=tuple(access.get("api_cidrs", [])),
         nodeport_cidrs=tuple(access.get("nodeport_cidrs", [])),
         kubernetes_version=data.get("kubernetes", {}).get("version", DEFAULT_KUBERNETES),
-        artifacts_base_url=data.get("artifacts", {}).get("base_url"),
+        artifacts_base_url=arts.get("base_url"),
         ttl_seconds=parse_duration(ttl) if ttl else None,
+        artifact_pins=tuple(
+            ArtifactPin(
+                name=name,
+                version=arts[name]["version"].removeprefix("v"),
+                sha256=arts[name]["sha256"].lower(),
+                file=arts[name].get("file"),
+                url=arts[name].get("url"),
+            )
+            for name in ARTIFACT_NAMES
+            if name in arts
+        ),
         source=source,
     )
+
+
+def _beside(source: str, path: str | None) -> str | None:
+    """A relative path in the spec is relative to the spec file, as a reader expects."""
+    if path is None or source.startswith("<"):
+        return path
+    return str(Path(source).parent / Path(path).expanduser())
 
 
 def _join(path: str, key: str) -> str:

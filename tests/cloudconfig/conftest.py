@@ -25,6 +25,8 @@ def need_tools() -> Callable[[str], None]:
     def check(flavor: str) -> None:
         if shutil.which("systemd-analyze") is None:
             pytest.skip("systemd-analyze is not installed: unit checks cannot run")
+        if shutil.which("shellcheck") is None:
+            pytest.skip("shellcheck is not installed: script checks cannot run")
         if flavor == "ubuntu" and shutil.which("cloud-init") is None:
             pytest.skip("cloud-init is not installed: `cloud-init schema` cannot run")
 

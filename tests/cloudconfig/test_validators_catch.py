@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 import yaml
 
 from stackfleet.cloudconfig_templates.document import dump
 from stackfleet.cloudconfig_templates.model import RenderInput
+from stackfleet.cloudconfig_templates.parts import SCRIPT_DIR
 from stackfleet.cloudconfig_templates.render import render_cluster, render_node
 from stackfleet.cloudconfig_templates.validate import (
+    check_scripts,
     file_content,
+    shell_scripts,
     validate_cluster,
     validate_document,
 )
@@ -112,3 +116,50 @@ def test_broken_template_copy_is_caught(render_input: Build, tmp_path, monkeypat
     text = render_node(render_input("flatcar", etcd=1, workers=0), "etcd-0")
     problems = validate_document("flatcar", "etcd", text)
     assert any("Instal" in p for p in problems)
+
+
+def test_unquoted_glob_in_a_script_is_caught(render_input: Build, need_tools):
+    """The original bug: tar members passed unquoted, so the shell globbed `*/etcd` against
+    the working directory (`/` under systemd: `etc/etcd`). shellcheck flags it (SC2086)."""
+    need_tools("flatcar")
+    doc = _flatcar_etcd(render_input)
+    assert validate_document("flatcar", "etcd", dump(doc)) == []  # the fixed script passes
+    entry = next(f for f in doc["write_files"] if f["path"] == f"{SCRIPT_DIR}/fetch-artifacts")
+    fixed = file_content(entry)
+    assert '"${names[@]}"' in fixed
+    entry["content"] = fixed.replace('"${names[@]}"', "$rest")  # the old `tar ... $members`
+    entry.pop("encoding", None)
+    problems = validate_document("flatcar", "etcd", dump(doc))
+    assert any(
+        p.startswith(f"shellcheck: {SCRIPT_DIR}/fetch-artifacts:") and "SC2086" in p
+        for p in problems
+    ), problems
+
+
+def test_shell_scripts_are_found_by_shebang_or_directory():
+    files = {
+        "/usr/local/bin/a": "#!/bin/sh\necho $1\n",
+        "/usr/local/bin/b": "#!/usr/bin/env bash\necho hi\n",
+        f"{SCRIPT_DIR}/c": "echo no shebang\n",
+        "/etc/hosts": "127.0.0.1 localhost\n",
+        "/usr/local/bin/d.py": "#!/usr/bin/python3\nprint(1)\n",
+    }
+    scripts = shell_scripts(files)
+    assert sorted(scripts) == sorted(["/usr/local/bin/a", "/usr/local/bin/b", f"{SCRIPT_DIR}/c"])
+    if shutil.which("shellcheck"):
+        problems = check_scripts(scripts)
+        assert any("/usr/local/bin/a:" in p and "SC2086" in p for p in problems)
+        assert any(f"{SCRIPT_DIR}/c:" in p and "SC2148" in p for p in problems)  # no shebang
+
+
+def test_missing_shellcheck_is_reported_not_skipped(monkeypatch):
+    import pytest
+
+    from stackfleet.cloudconfig_templates import validate
+    from stackfleet.cloudconfig_templates.unit_check import ToolMissing
+
+    real = shutil.which
+    monkeypatch.setattr(validate.shutil, "which", lambda t: None if t == "shellcheck" else real(t))
+    with pytest.raises(ToolMissing, match="shellcheck not found"):
+        check_scripts({f"{SCRIPT_DIR}/x": "#!/bin/sh\ntrue\n"})
+    assert check_scripts({}) == []  # no script, no tool needed
