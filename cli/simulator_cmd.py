@@ -124,6 +124,20 @@ def simulator() -> None:
     default=None,
     help="Serve the VR password protocol (port 8080 on a real router) here.",
 )
+@click.option(
+    "--hypervisor",
+    type=click.Choice(["simulator", "qemu"]),
+    default=None,
+    help="Who runs the VMs: nobody (simulator, the default) or QEMU guests in a network "
+    "namespace, booted from a Debian image that stands in for the ubuntu flavor. Needs root.",
+)
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --hypervisor qemu: a folder the guests' router serves at "
+    "http://<gateway>:8090/ (an artifacts.base_url for clouds with no internet).",
+)
 def serve(
     host: str,
     port: int,
@@ -142,6 +156,8 @@ def serve(
     metadata_host: str,
     metadata_port: int | None,
     password_port: int | None,
+    hypervisor: str | None,
+    mirror: Path | None,
 ) -> None:
     """Serve the CloudStack API until interrupted.
 
@@ -149,9 +165,17 @@ def serve(
     listens, so `eval "$(stackfleet simulator serve ... &)"`-style wrappers can point
     any CloudStack client at it.
     """
+    import tempfile
+
     from stackfleet.errors import BadInput
     from stackfleet.simulator import Simulator, SimulatorConfig, parse_faults, parse_latency
 
+    scratch = None
+    if hypervisor == "qemu" and state is None:
+        # The guests' router reads the VMs from a file: keep an in-memory cloud in a
+        # scratch file, gone on exit like the guests.
+        scratch = tempfile.TemporaryDirectory(prefix="stackfleet-sim-")
+        state = Path(scratch.name) / "state.sqlite"
     try:
         cfg = SimulatorConfig(
             state_path=state,
@@ -170,6 +194,8 @@ def serve(
             metadata_host=metadata_host,
             password_port=password_port,
             userdata_max_length=userdata_max_length,
+            hypervisor=hypervisor,
+            mirror=mirror.resolve() if mirror else None,
         )
     except BadInput as exc:
         raise ServeError(str(exc)) from None
@@ -193,8 +219,44 @@ def serve(
         click.echo(f"# metadata: {sim.metadata_url}")
     if sim.password_url:
         click.echo(f"# password server: {sim.password_url}")
+    if sim.namespace:
+        # Guests are reachable only inside this namespace; stackfleet dials them there.
+        click.echo(f"STACKFLEET_NODE_NETNS={sim.namespace}")
     sys.stdout.flush()  # a parent reading our stdout needs the lines now
     try:
         done.wait()
     finally:
         sim.stop()
+        if scratch is not None:
+            scratch.cleanup()
+
+
+@simulator.command("clean")
+@click.option("--all", "everything", is_flag=True, help="Also remove running simulators' guests.")
+def clean(everything: bool) -> None:
+    """Remove what a crashed QEMU mini-cloud left: guests, overlays, namespaces, router.
+
+    Finds every `sfsim-*` network namespace and every mini-cloud this machine registered,
+    kills what runs inside, and deletes them with the guests' disks. A mini-cloud whose
+    `simulator serve` is still running is kept unless --all.
+    """
+    from stackfleet.simulator.qemu.hypervisor import clean as clean_all
+
+    found = clean_all(click.echo, everything)
+    click.echo(f"{found} mini-cloud(s) removed" if found else "nothing to clean")
+
+
+@simulator.command("image")
+def image() -> None:
+    """Build (once, then cached) the QEMU guests' base image and print where it is.
+
+    A Debian system from Debian's packages with cloud-init (CloudStack datasource first),
+    systemd, containerd and sshd: it stands in for the ubuntu flavor. Cached by a hash of
+    its build script under $STACKFLEET_IMAGE_CACHE (default ~/.cache/stackfleet/images).
+    """
+    from stackfleet.simulator.qemu.image import ensure_base_image, qemu_accel
+
+    built = ensure_base_image(click.echo)
+    accel, why = qemu_accel()
+    click.echo(f"image: {built.directory}")
+    click.echo(f"accelerator: {accel} ({why})")

@@ -16,6 +16,10 @@ from stackfleet.cloudconfig_templates.parts import File, Parts
 from stackfleet.pki import SSHHostKey
 
 HEADER = "#cloud-config\n"
+STAGE1_GUARD = (
+    "grep -q stackfleet-stage1-guard /var/lib/cloud/instance/user-data.txt"
+    " || exec cloud-init clean --reboot"
+)
 # Compress only where it pays: PEM is already base64 and barely shrinks.
 GZIP_MIN_BYTES = 512
 GZIP_MAX_RATIO = 0.7
@@ -120,6 +124,11 @@ def ubuntu(
         # Forget this instance once stage 1 is done, so that the next boot (with the final
         # userdata) runs every per-instance module again.
         runcmd.append(["cloud-init", "clean"])
+        # A stop can land before that runcmd. The next boot then skips consuming the final
+        # userdata (same instance id) and runs this stage's modules again; bootcmd is
+        # one of them, and it sees the final userdata already stored: clean and reboot, so
+        # that the boot after consumes it. The marker is this very line.
+        doc["bootcmd"] = [["sh", "-c", STAGE1_GUARD]]
     else:
         if any(u.name == "kubelet.service" for u in parts.units):
             doc["package_update"] = True

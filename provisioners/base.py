@@ -60,6 +60,8 @@ class Machine:
     private_ip: str | None
     public_ip: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Nothing runs behind it (a simulator's VM): never open a connection to its address.
+    simulated: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackfleet import state
 from stackfleet.errors import BadInput
+from stackfleet.provisioners import reach
 from stackfleet.provisioners.base import Provisioner
 from stackfleet.provisioners.cloudstack.jobs import Progress
 from stackfleet.provisioners.credentials import Credentials, find_credentials
@@ -32,6 +34,10 @@ SIMULATOR_PROFILE = "simulator"
 #                                        "http5xx=0.05,drop=0.05,jobfail=0.1,slow=0.1,seed=7"
 #   STACKFLEET_SIMULATOR_FAULT_COMMANDS  restrict the faults to these commands (comma list)
 #   STACKFLEET_SIMULATOR_RATE_LIMIT      api.throttling: requests per second per account
+#   STACKFLEET_SIMULATOR_USERDATA_MAX_LENGTH  vm.userdata.max.length (base64 characters)
+#   STACKFLEET_SIMULATOR_HYPERVISOR      "qemu": boot the VMs as real guests (root; see
+#                                        docs/minicloud.md); the spec's cloud.simulator too
+#   STACKFLEET_SIMULATOR_MIRROR          the folder the guests' router serves on port 8090
 # The embedded simulator answers like a quick cloud, so a demo takes seconds; override
 # with STACKFLEET_SIMULATOR_LATENCY (the `simulator serve --latency` syntax).
 EMBEDDED_LATENCY = "default=0.2,deployVirtualMachine=1,startVirtualMachine=0.5"
@@ -43,6 +49,10 @@ class CloudTarget:
     endpoint: str | None = None
     concurrency: int = 8
     timeout_s: float = 1800
+    # The embedded simulator's hypervisor ("simulator" or "qemu") and the folder its
+    # QEMU router serves as an artifact mirror; None: STACKFLEET_SIMULATOR_* or defaults.
+    simulator_hypervisor: str | None = None
+    simulator_mirror: str | None = None
 
 
 @contextmanager
@@ -68,7 +78,9 @@ def _credentials(target: CloudTarget) -> Iterator[Credentials]:
     from stackfleet.simulator import Simulator, SimulatorConfig
     from stackfleet.simulator.config import parse_latency
 
-    directory = state.private_dir(state.home() / "simulator")
+    # STACKFLEET_SIMULATOR_STATE_DIR: one cloud for several homes (a CI pipeline's jobs).
+    shared = os.environ.get("STACKFLEET_SIMULATOR_STATE_DIR", "").strip()
+    directory = state.private_dir(Path(shared) if shared else state.home() / "simulator")
     latency = os.environ.get("STACKFLEET_SIMULATOR_LATENCY", EMBEDDED_LATENCY)
     sim = Simulator.start(
         SimulatorConfig(
@@ -78,8 +90,18 @@ def _credentials(target: CloudTarget) -> Iterator[Credentials]:
             vm_limit=_int_env("STACKFLEET_SIMULATOR_VM_LIMIT", 20),
             faults=_faults_from_env(),
             rate_limit=_float_env("STACKFLEET_SIMULATOR_RATE_LIMIT"),
+            userdata_max_length=_int_env(
+                "STACKFLEET_SIMULATOR_USERDATA_MAX_LENGTH", SimulatorConfig.userdata_max_length
+            ),
+            hypervisor=target.simulator_hypervisor
+            or os.environ.get("STACKFLEET_SIMULATOR_HYPERVISOR")
+            or None,
+            mirror=_mirror(target.simulator_mirror),
+            remove_guests_on_exit=False,
         )
     )
+    # The simulator's VMs are reachable inside its guests' namespace (QEMU) or nowhere.
+    reach.confine(sim.namespace)
     # Its server threads share our stderr: a request the CLI abandoned (Ctrl-C, a timeout)
     # must not print socketserver's traceback there. Kept for --debug.
     sim.api_server.handle_error = _quiet_handle_error  # type: ignore[method-assign]
@@ -87,6 +109,16 @@ def _credentials(target: CloudTarget) -> Iterator[Credentials]:
         yield Credentials(sim.endpoint, sim.api_key, sim.secret, "the embedded simulator")
     finally:
         sim.stop()
+
+
+def _mirror(from_spec: str | None) -> Path | None:
+    value = from_spec or os.environ.get("STACKFLEET_SIMULATOR_MIRROR", "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise BadInput(f"simulator mirror {value}: not a folder (give the artifact mirror's)")
+    return path
 
 
 def _faults_from_env() -> FaultConfig | None:

@@ -8,11 +8,13 @@ presents any other key is refused.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from stackfleet.errors import CloudError, WaitTimeout
+from stackfleet.provisioners.reach import open_tcp
 
 # The image's login user per OS flavor.
 LOGIN_USERS = {"flatcar": "core", "ubuntu": "ubuntu"}
@@ -20,6 +22,11 @@ LOGIN_USERS = {"flatcar": "core", "ubuntu": "ubuntu"}
 
 class HostKeyMismatch(CloudError):
     """The node presented a host key other than the one stackfleet generated for it."""
+
+
+# A node that has just booted may drop a connection before its banner while sshd is
+# restarted with the pinned host key; such a drop is retried this often.
+BANNER_ATTEMPTS = 3
 
 
 def connect(
@@ -30,7 +37,35 @@ def connect(
     port: int = 22,
     timeout_s: float = 10.0,
 ) -> Any:
+    attempt = 1
+    while True:
+        try:
+            return _connect_once(host, user, private_key_path, host_public_openssh, port, timeout_s)
+        except _DroppedBeforeBanner as exc:
+            if attempt >= BANNER_ATTEMPTS:
+                raise CloudError(f"{host}:{port}: SSH failed: {exc}") from None
+            attempt += 1
+            time.sleep(2)
+
+
+class _DroppedBeforeBanner(Exception):
+    pass
+
+
+def _connect_once(
+    host: str,
+    user: str,
+    private_key_path: Path,
+    host_public_openssh: str,
+    port: int,
+    timeout_s: float,
+) -> Any:
     import paramiko
+
+    # paramiko logs each failed handshake as a traceback at ERROR; the one-line error
+    # below says it all (`--debug` lowers the root level and shows them again).
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
     key_type, blob = host_public_openssh.split()[:2]
     expected = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
@@ -39,13 +74,15 @@ def connect(
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     pkey = paramiko.Ed25519Key.from_private_key_file(str(private_key_path))
     try:
+        sock = open_tcp(host, port, timeout_s)
         client.connect(
             host,
             port=port,
+            sock=sock,
             username=user,
             pkey=pkey,
             timeout=timeout_s,
-            banner_timeout=timeout_s,
+            banner_timeout=max(timeout_s, 30.0),
             auth_timeout=timeout_s,
             allow_agent=False,
             look_for_keys=False,
@@ -58,6 +95,8 @@ def connect(
         ) from None
     except paramiko.SSHException as exc:
         client.close()
+        if "protocol banner" in str(exc):
+            raise _DroppedBeforeBanner(str(exc)) from None
         if "not found in known_hosts" in str(exc):
             raise HostKeyMismatch(
                 f"{host}: offered no host key of type {key_type}; refusing to connect"

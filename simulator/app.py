@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from types import TracebackType
 
+from stackfleet.errors import BadInput
 from stackfleet.simulator import catalog as cat
 from stackfleet.simulator.commands import load_all
 from stackfleet.simulator.commands.security_groups import ensure_default
 from stackfleet.simulator.config import SimulatorConfig
+from stackfleet.simulator.hypervisor import NAMES, ExternalHosts, Hypervisor
 from stackfleet.simulator.metadata import MetadataServer, PasswordHandler, vm_by_address
 from stackfleet.simulator.requestlog import RequestLog
 from stackfleet.simulator.server import ApiServer, Backend
-from stackfleet.simulator.state import Store
+from stackfleet.simulator.state import Store, Tx
 
 
 class Simulator:
@@ -26,6 +29,11 @@ class Simulator:
         with self.store.transaction() as tx:
             ensure_default(tx)
             tx.set_meta("hosts", str(config.hosts))
+            self.hypervisor_name = _choose_hypervisor(tx, config.hypervisor)
+        if self.hypervisor_name == "qemu":
+            self.store.hypervisor = self._qemu()
+        elif self.hypervisor_name == "external":
+            self.store.hypervisor = ExternalHosts()
         self._log = RequestLog(config.request_log)
         backend = Backend(config, self.store, self.api_key, self.secret, self._log)
         self._servers: list[ApiServer | MetadataServer] = []
@@ -45,6 +53,23 @@ class Simulator:
                 (config.metadata_host, config.password_port), lookup, PasswordHandler
             )
             self._servers.append(self.password_server)
+
+    def _qemu(self) -> Hypervisor:
+        from stackfleet.simulator.qemu.hypervisor import QemuHypervisor
+
+        if self.config.state_path is None:
+            raise BadInput("--hypervisor qemu needs a state file (--state): its router reads it")
+        return QemuHypervisor(
+            self.config.state_path,
+            self.config.state_path.parent / "qemu",
+            mirror=self.config.mirror,
+            owner_pid=os.getpid() if self.config.remove_guests_on_exit else None,
+        )
+
+    @property
+    def namespace(self) -> str | None:
+        """The network namespace the guests' addresses live in (QEMU only)."""
+        return getattr(self.store.hypervisor, "namespace", None)
 
     @classmethod
     def start(cls, config: SimulatorConfig | None = None) -> Simulator:
@@ -84,6 +109,7 @@ class Simulator:
         return [z.name for z in cat.ZONES]
 
     def stop(self) -> None:
+        self.store.hypervisor.close(remove_all=self.config.remove_guests_on_exit)
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -102,6 +128,23 @@ class Simulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _choose_hypervisor(tx: Tx, wanted: str | None) -> str:
+    """The state file keeps its hypervisor while it has VMs: guests cannot change hands."""
+    current = tx.meta("hypervisor") or "simulator"
+    if wanted is None or wanted == current:
+        return current
+    if wanted not in NAMES:
+        raise BadInput(f"hypervisor {wanted!r}: expected one of {', '.join(NAMES)}")
+    live = [v for v in tx.all("vm") if not v.get("removed") and v["state"] != "Destroyed"]
+    if live:
+        raise BadInput(
+            f"this simulator's state has {len(live)} VM(s) on the {current} hypervisor; "
+            f"remove them (stackfleet down) before switching to {wanted}"
+        )
+    tx.set_meta("hypervisor", wanted)
+    return wanted
 
 
 def _url_host(host: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from stackfleet.errors import BadInput
 
 DEFAULT_LATENCY: dict[str, float] = {"default": 0.0}
-FAULT_KINDS = ("http5xx", "drop", "jobfail", "slow")
+FAULT_KINDS = ("http5xx", "drop", "jobfail", "slow", "lost")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,9 @@ class FaultConfig:
     drop: float = 0.0
     jobfail: float = 0.0
     slow: float = 0.0
+    # A mutating command takes effect, then its answer is lost (the connection reset, or
+    # a 504 from a proxy that gave up waiting): the client cannot tell it happened.
+    lost: float = 0.0
     seed: int = 0
     commands: frozenset[str] = frozenset()
 
@@ -46,6 +49,14 @@ class SimulatorConfig:
     metadata_host: str = "127.0.0.1"
     password_port: int | None = None
     userdata_max_length: int = 32768
+    # Who runs the VMs: "simulator" (nothing runs; the default) or "qemu" (real guests).
+    # None keeps what the state file already uses.
+    hypervisor: str | None = None
+    # The folder the QEMU mini-cloud's router serves as an artifact mirror (port 8090).
+    mirror: Path | None = None
+    # `serve` removes its guests on exit; the embedded simulator leaves them for the next
+    # invocation (`down` removes them, and the mini-cloud with the last one).
+    remove_guests_on_exit: bool = True
 
     def latency_for(self, command: str) -> float:
         return self.latency.get(command, self.latency.get("default", 0.0))
@@ -64,7 +75,7 @@ def parse_latency(text: str) -> dict[str, float]:
 
 
 def parse_faults(text: str, commands: str | None = None) -> FaultConfig:
-    """`http5xx=0.05,drop=0.02,jobfail=0.05,slow=0.1,seed=42` -> FaultConfig."""
+    """`http5xx=0.05,drop=0.02,jobfail=0.05,slow=0.1,lost=0.05,seed=42` -> FaultConfig."""
     values: dict[str, float] = {}
     seed = 0
     for item in _items(text):

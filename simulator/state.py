@@ -12,12 +12,14 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from stackfleet.errors import BadInput
+from stackfleet.simulator.hypervisor import Hypervisor, RunsNothing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,8 +47,10 @@ Doc = dict[str, Any]
 class Tx:
     """One transaction's view of the store: the only way commands touch state."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, hypervisor: Hypervisor) -> None:
         self.conn = conn
+        # Carries out finished VM jobs on real guests (or on nothing, by default).
+        self.hypervisor = hypervisor
 
     def get(self, kind: str, id_: str) -> Doc | None:
         row = self.conn.execute(
@@ -95,6 +99,17 @@ class Tx:
         return value
 
 
+def _retry_locked(step: Callable[[], object], attempts: int = 100) -> None:
+    for attempt in range(attempts):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
 class Store:
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -102,6 +117,7 @@ class Store:
         # own locking (IMMEDIATE transactions + busy_timeout).
         self._lock = threading.Lock()
         self._conn = self._open(path)
+        self.hypervisor: Hypervisor = RunsNothing()
 
     @staticmethod
     def _open(path: Path | None) -> sqlite3.Connection:
@@ -116,9 +132,11 @@ class Store:
                     str(path), check_same_thread=False, isolation_level=None, timeout=30
                 )
                 conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute("PRAGMA journal_mode=WAL")
+                # Two processes opening a new file at once: switching it to WAL answers
+                # "database is locked" at once to the second (no busy wait): try again.
+                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
                 conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            _retry_locked(lambda: conn.executescript(_SCHEMA))
         except (sqlite3.DatabaseError, OSError) as exc:
             raise BadInput(f"cannot use state file {path}: {exc}") from None
         return conn
@@ -128,7 +146,7 @@ class Store:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(self._conn)
+                yield Tx(self._conn, self.hypervisor)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

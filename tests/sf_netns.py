@@ -1,15 +1,22 @@
 """A test host in a network namespace at a given IP, serving sshd with a given host key.
 
-Real: Debian's OpenSSH sshd, kernel network namespaces and veth pairs. The namespace
-shares this machine's filesystem, so tests log in as root and write only under /tmp.
+Real: Debian's OpenSSH sshd and a kernel network namespace. The node's address exists only
+inside the namespace (on its loopback): the client reaches it there, through
+STACKFLEET_NODE_NETNS, exactly as it reaches the QEMU mini-cloud's guests, and nothing in
+the host's namespace is ever routed to it. The namespace shares this machine's
+filesystem, so tests log in as root and write only under /tmp.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -22,23 +29,18 @@ def sh(*args: str) -> None:
 class Node:
     """A namespace at `ip` with sshd serving `host_key`."""
 
-    def __init__(self, ip: str, gateway: str, host_key: Path, authorized: Path) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.ns, self.host_if, self.ns_if = f"sf-ssh-{tag}", f"sfh{tag}", f"sfn{tag}"
+    def __init__(self, ip: str, host_key: Path, authorized: Path) -> None:
+        self.ns = f"sf-ssh-{uuid.uuid4().hex[:6]}"
         self.ip = ip
-        sh("ip", "netns", "add", self.ns)
-        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        sh("ip", "link", "set", self.ns_if, "netns", self.ns)
-        sh("ip", "addr", "add", f"{gateway}/32", "dev", self.host_if)
-        sh("ip", "link", "set", self.host_if, "up")
-        sh("ip", "route", "add", f"{ip}/32", "dev", self.host_if)
-        sh("ip", "-n", self.ns, "addr", "add", f"{ip}/32", "dev", self.ns_if)
-        sh("ip", "-n", self.ns, "link", "set", self.ns_if, "up")
-        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
-        sh("ip", "-n", self.ns, "route", "add", f"{gateway}/32", "dev", self.ns_if)
-        sh("ip", "-n", self.ns, "route", "add", "default", "via", gateway)
         self.sshd: subprocess.Popen[bytes] | None = None
-        self.serve(host_key, authorized)
+        sh("ip", "netns", "add", self.ns)
+        try:
+            sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+            sh("ip", "-n", self.ns, "addr", "add", f"{ip}/32", "dev", "lo")
+            self.serve(host_key, authorized)
+        except BaseException:
+            self.close()  # the caller gets no Node to close: leak nothing
+            raise
 
     def serve(self, host_key: Path, authorized: Path) -> None:
         self.stop_sshd()
@@ -77,6 +79,51 @@ class Node:
             self.sshd = None
 
     def close(self) -> None:
-        self.stop_sshd()
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        """End every process in the namespace (sshd's session children, `sshd: root@notty`,
+        and what they started, which would outlive the listener re-parented to PID 1),
+        then delete it. Leaves first, each reaped by its parent before the parent goes:
+        PID 1 here reaps nothing, so an orphan killed later would stay a zombie."""
+        try:
+            keep = {self.sshd.pid} if self.sshd is not None else set()
+            kill_namespace_processes(self.ns, keep=keep)  # the listener reaps its children
+            self.stop_sshd()
+            kill_namespace_processes(self.ns)  # anything already orphaned
+        finally:
+            subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+def namespace_pids(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int) -> bool:
+    """Exited and reaped (a zombie still has its /proc entry)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def kill_namespace_processes(ns: str, keep: Collection[int] = (), rounds: int = 100) -> None:
+    """SIGKILL what `ip netns pids` lists (but `keep`), children before their parents,
+    each round waiting for the killed to be reaped; RuntimeError if something survives."""
+    for _ in range(rounds):
+        pids = set(namespace_pids(ns)) - set(keep)
+        if not pids:
+            return
+        parents = {_parent(pid) for pid in pids}
+        leaves = [pid for pid in pids if pid not in parents] or sorted(pids)
+        for pid in leaves:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for _ in range(20):
+            if all(_gone(pid) or _parent(pid) == 1 for pid in leaves):
+                break
+            time.sleep(0.05)
+    raise RuntimeError(f"processes still in namespace {ns}: {namespace_pids(ns)}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +47,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def member(ws: Workspace, tmp_path: Path) -> Iterator[tuple[Machine, Path, Node]]:
+def member(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Machine, Path, Node]]:
     up = ws.run("up", "-f", str(ws.spec("ready", roles={"etcd": {"count": 1}})), "-o", "json")
     assert up.exit_code == 0, up.stderr
     node = up.json()["status"]["nodes"][0]
@@ -56,7 +57,8 @@ def member(ws: Workspace, tmp_path: Path) -> Iterator[tuple[Machine, Path, Node]
     cluster = ws.home / "clusters" / "ready"
     authorized = tmp_path / "authorized_keys"
     shutil.copy(cluster / "ssh" / "id_ed25519.pub", authorized)
-    host = Node(node["ip"], "10.12.0.1", cluster / "pki" / "ssh-host-ready-etcd-1.key", authorized)
+    host = Node(node["ip"], cluster / "pki" / "ssh-host-ready-etcd-1.key", authorized)
+    monkeypatch.setenv("STACKFLEET_NODE_NETNS", host.ns)  # its address exists only in there
     try:
         yield machine, cluster, host
     finally:
@@ -96,17 +98,42 @@ def test_waits_until_etcd_is_healthy_then_times_out_naming_the_member(
     )
     host_key = (pki / "ssh-host-ready-etcd-1.pub").read_text()
 
+    connects: list[str] = []
+
     def ssh(m: Machine) -> object:
+        connects.append(m.name)
         return connect(m.private_ip or "", "root", cluster / "ssh" / "id_ed25519", host_key)
+
+    # No etcd yet: the member is asked over SSH (sshd answers) and reported unhealthy,
+    # with what etcdctl said; the wait does not pass without a healthy etcd.
+    with pytest.raises(WaitTimeout) as early:
+        wait_for_etcd([machine], ssh, deadline_s=1, events=Silent(), paths=paths, interval_s=0.5)
+    assert "waiting for etcd health on ready-etcd-1" in str(early.value)
+    assert connects == ["ready-etcd-1"], connects  # reached over SSH, once, not refused
 
     etcd = start_etcd(host, pki, tmp_path / "data")
     try:
-        started = time.monotonic()
-        wait_for_etcd([machine], ssh, deadline_s=30, events=Silent(), paths=paths, interval_s=0.5)
-        assert time.monotonic() - started < 30
+        seen = Recorded()
+        wait_for_etcd([machine], ssh, deadline_s=30, events=seen, paths=paths, interval_s=0.5)
+        # Returned because the member reported healthy, and said so.
+        assert seen.progress_calls == [("healthy etcd members", 1, 1)], seen.progress_calls
     finally:
         etcd.kill()
         etcd.wait()
     with pytest.raises(WaitTimeout) as failed:
         wait_for_etcd([machine], ssh, deadline_s=2, events=Silent(), paths=paths, interval_s=0.5)
     assert "waiting for etcd health on ready-etcd-1" in str(failed.value)
+
+
+class Recorded:
+    """Events, kept."""
+
+    def __init__(self) -> None:
+        self.phases: list[str] = []
+        self.progress_calls: list[tuple[str, int, int]] = []
+
+    def phase(self, text: str) -> None:
+        self.phases.append(text)
+
+    def progress(self, what: str, done: int, total: int) -> None:
+        self.progress_calls.append((what, done, total))

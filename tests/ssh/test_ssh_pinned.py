@@ -27,15 +27,20 @@ pytestmark = [
 
 
 @pytest.fixture
-def node(ws: Workspace, tmp_path: Path) -> Iterator[tuple[Workspace, Path, Node]]:
+def node(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Workspace, Path, Node]]:
+    # The simulator runs nothing but reports KVM: this test's sshd plays the VM.
+    monkeypatch.setenv("STACKFLEET_SIMULATOR_HYPERVISOR", "external")
     spec = ws.spec("sshc", roles={"etcd": {"count": 1}})
-    up = ws.run("up", "-f", str(spec), "-o", "json")
+    up = ws.run("up", "-f", str(spec), "--no-wait", "-o", "json")
     assert up.exit_code == 0, up.stderr
     ip = up.json()["status"]["nodes"][0]["ip"]
     cluster = ws.home / "clusters" / "sshc"
     authorized = tmp_path / "authorized_keys"
     shutil.copy(cluster / "ssh" / "id_ed25519.pub", authorized)
-    n = Node(ip, "10.12.0.1", cluster / "pki" / "ssh-host-sshc-etcd-1.key", authorized)
+    n = Node(ip, cluster / "pki" / "ssh-host-sshc-etcd-1.key", authorized)
+    monkeypatch.setenv("STACKFLEET_NODE_NETNS", n.ns)  # its address exists only in there
     try:
         yield ws, spec, n
     finally:
