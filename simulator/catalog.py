@@ -137,3 +137,43 @@ def host_id(zone: Zone, index: int) -> str:
 
 def host_name(zone: Zone, index: int) -> str:
     return f"{zone.name}-kvm{index + 1:02d}"
+
+
+# OS types the templates use, and a few more, with their categories (listOsTypes).
+OS_TYPES = (
+    ("Other Linux (64-bit)", "Other"),
+    ("Ubuntu 24.04 LTS", "Ubuntu"),
+    ("Debian GNU/Linux 12 (64-bit)", "Debian"),
+    ("Other (64-bit)", "Other"),
+)
+
+
+def ostype_id(description: str) -> str:
+    return stable_id("ostype", description)
+
+
+def oscategory_id(category: str) -> str:
+    return stable_id("oscategory", category)
+
+
+@dataclass(frozen=True)
+class DiskOffering:
+    """CloudStack's stock disk offerings; a size of 0 with `customized` takes `size=` instead."""
+
+    name: str
+    disksize: int  # GB
+    customized: bool = False
+
+    @property
+    def id(self) -> str:
+        return stable_id("diskoffering", self.name)
+
+
+DISK_OFFERINGS = (
+    DiskOffering("Small", 5),
+    DiskOffering("Medium", 20),
+    DiskOffering("Large", 100),
+    DiskOffering("Custom", 0, customized=True),
+)
+# One region, as a fresh CloudStack install has it (id 1, "Local").
+REGION = {"id": 1, "name": "Local", "endpoint": "http://localhost:8080/client/"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from stackfleet.simulator import catalog as cat
+from stackfleet.simulator.hypervisor import SIMULATED
 
 Obj = dict[str, Any]
 
@@ -269,7 +270,7 @@ def virtual_machine(vm: Obj, state: str, sgs: list[Obj], ags: list[Obj], tags: l
         "rootdevicetype": "ROOT",
         "securitygroup": sgs,
         "nic": [nic(vm, z)],
-        "hypervisor": "KVM",
+        "hypervisor": vm.get("hypervisor", SIMULATED),
         "instancename": vm["instancename"],
         "details": {},
         "affinitygroup": ags,
@@ -309,3 +310,155 @@ def vm_affinity_group(g: Obj) -> Obj:
         "type": g["type"],
         **owner(),
     }
+
+
+GIB = 1 << 30
+
+
+def root_volume_size(vm: Obj) -> int:
+    """Bytes: `rootdisksize` (GB) when deploy gave one, else the template's size."""
+    if vm.get("rootdisksize"):
+        return int(vm["rootdisksize"]) * GIB
+    t = cat.template_by_id(vm["templateid"])
+    assert t is not None
+    return t.size
+
+
+def volume(vm: Obj, vmstate: str) -> Obj:
+    """A VM's ROOT volume (VolumeResponse): named ROOT-<vm number>, on shared primary storage."""
+    z = cat.zone_by_id(vm["zoneid"])
+    t = cat.template_by_id(vm["templateid"])
+    o = cat.offering_by_id(vm["serviceofferingid"])
+    assert z is not None and t is not None and o is not None
+    size = root_volume_size(vm)
+    return {
+        "id": cat.stable_id("volume", vm["id"]),
+        "name": f"ROOT-{vm['number']}",
+        "zoneid": z.id,
+        "zonename": z.name,
+        "type": "ROOT",
+        "deviceid": 0,
+        "virtualmachineid": vm["id"],
+        "vmname": vm["name"],
+        "vmdisplayname": vm["displayname"],
+        "vmstate": vmstate,
+        "vmtype": "User",
+        "provisioningtype": "thin",
+        "size": size,
+        "virtualsize": size,
+        "physicalsize": size,
+        "created": vm["created"],
+        "state": "Ready",
+        **owner(),
+        "storagetype": "shared",
+        "hypervisor": vm.get("hypervisor", SIMULATED),
+        "storage": f"{z.name}-primary",
+        "storageid": cat.stable_id("storagepool", z.name),
+        "destroyed": False,
+        "serviceofferingid": o.id,
+        "serviceofferingname": o.name,
+        "serviceofferingdisplaytext": o.displaytext,
+        "templateid": t.id,
+        "templatename": t.name,
+        "templatedisplaytext": t.name,
+        "isextractable": False,
+        "displayvolume": True,
+        "quiescevm": False,
+        "supportsstoragesnapshot": False,
+        "path": cat.stable_id("volume", vm["id"]),
+        "tags": [],
+    }
+
+
+_UNLIMITED_RESOURCES = ("ip", "volume", "snapshot", "template", "project", "network", "vpc")
+
+
+def domain() -> Obj:
+    """The ROOT domain as its own account sees it (no parent; limits as strings)."""
+    out: Obj = {
+        "id": cat.DOMAIN_ID,
+        "name": cat.DOMAIN,
+        "level": 0,
+        "haschild": False,
+        "path": cat.DOMAIN,
+        "state": "Active",
+        "created": cat.CREATED,
+        "vmlimit": "Unlimited",
+        "vmtotal": 0,
+        "vmavailable": "Unlimited",
+    }
+    for resource in (*_UNLIMITED_RESOURCES, "cpu", "memory"):
+        out[f"{resource}limit"] = "Unlimited"
+        out[f"{resource}total"] = 0
+        out[f"{resource}available"] = "Unlimited"
+    for resource in ("primarystorage", "secondarystorage"):
+        out[f"{resource}limit"] = "-1"
+        out[f"{resource}total"] = 0
+        out[f"{resource}available"] = "-1"
+    return out
+
+
+def user(api_key: str | None) -> Obj:
+    out: Obj = {
+        "id": cat.USER_ID,
+        "username": cat.ACCOUNT,
+        "firstname": cat.ACCOUNT,
+        "lastname": "user",
+        "created": cat.CREATED,
+        "state": "enabled",
+        "account": cat.ACCOUNT,
+        "accounttype": 0,
+        "usersource": "native",
+        "roleid": cat.stable_id("role", "User"),
+        "roletype": "User",
+        "rolename": "User",
+        "domainid": cat.DOMAIN_ID,
+        "domain": cat.DOMAIN,
+        "timezone": "UTC",
+        "accountid": cat.ACCOUNT_ID,
+        "iscallerchilddomain": False,
+        "isdefault": False,
+        "is2faenabled": False,
+        "is2famandated": False,
+    }
+    if api_key:
+        out["apikey"] = api_key
+    return out
+
+
+def vm_nic(vm: Obj) -> Obj:
+    """listNics' NicResponse: the VM's NIC plus its VM id and device id."""
+    z = cat.zone_by_id(vm["zoneid"])
+    assert z is not None
+    return {**nic(vm, z), "virtualmachineid": vm["id"], "deviceid": "0"}
+
+
+def os_type(description: str, category: str) -> Obj:
+    return {
+        "id": cat.ostype_id(description),
+        "oscategoryid": cat.oscategory_id(category),
+        "description": description,
+        "isuserdefined": False,
+    }
+
+
+def disk_offering(d: cat.DiskOffering) -> Obj:
+    return {
+        "id": d.id,
+        "name": d.name,
+        "displaytext": f"{d.name} Disk, {d.disksize} GB" if d.disksize else "Custom Disk",
+        "disksize": d.disksize,
+        "created": cat.CREATED,
+        "iscustomized": d.customized,
+        "storagetype": "shared",
+        "provisioningtype": "thin",
+        "cacheMode": "none",
+        "displayoffering": True,
+        "encrypt": False,
+        "disksizestrictness": False,
+        "hasannotations": False,
+    }
+
+
+def region() -> Obj:
+    return {**cat.REGION, "gslbserviceenabled": True, "portableipserviceenabled": False}

@@ -6,7 +6,15 @@ from typing import Any
 
 from stackfleet.simulator import api_spec, errors, shapes
 from stackfleet.simulator import catalog as cat
-from stackfleet.simulator.commands import HANDLERS, Ctx, Inner, command, keyword_match, listing
+from stackfleet.simulator.commands import (
+    ADMIN_ONLY,
+    HANDLERS,
+    Ctx,
+    Inner,
+    command,
+    keyword_match,
+    listing,
+)
 from stackfleet.simulator.state import Tx
 
 VERSION = "4.18.0.0"
@@ -134,9 +142,11 @@ def list_capabilities(ctx: Ctx) -> Inner:
 def list_apis(ctx: Ctx) -> Inner:
     name = ctx.get("name")
     apis = api_spec.load()
-    if name is not None and name not in HANDLERS:
+    # What the account may call: every handler but those its role is denied (ADMIN_ONLY).
+    callable_names = sorted(set(HANDLERS) - ADMIN_ONLY)
+    if name is not None and name not in callable_names:
         raise errors.invalid(f"Api Discovery plugin was unable to find an api by that name: {name}")
-    items = [apis[n].raw for n in sorted(HANDLERS) if name in (None, n)]
+    items = [apis[n].raw for n in callable_names if name in (None, n)]
     return listing(ctx, "api", items)
 
 

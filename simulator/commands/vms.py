@@ -216,6 +216,21 @@ def _requested_ip(ctx: Ctx, zone: cat.Zone) -> str | None:
     return str(ip)
 
 
+def _root_disk_size(ctx: Ctx, template: cat.Template) -> int | None:
+    """`rootdisksize` (GB) as UserVmManagerImpl checks it: positive, not below the template."""
+    size = ctx.integer("rootdisksize")
+    if size is None:
+        return None
+    if size <= 0:
+        raise errors.invalid("Root disk size should be a positive number.")
+    if size * shapes.GIB < template.size:
+        raise errors.invalid(
+            "Unsupported: rootdisksize override is smaller than template size "
+            f"{template.size / shapes.GIB:.2f} GB"
+        )
+    return size
+
+
 @command("deployVirtualMachine")
 def deploy(ctx: Ctx) -> Inner:
     zone, template, offering = _lookup_catalog(ctx)
@@ -234,6 +249,7 @@ def deploy(ctx: Ctx) -> Inner:
     if userdata is not None:
         userdata = validate_userdata(ctx, userdata)
     requested = _requested_ip(ctx, zone)
+    rootdisksize = _root_disk_size(ctx, template)
     if vm_count(ctx.tx) >= ctx.config.vm_limit:
         raise errors.ApiError(
             535,
@@ -262,7 +278,10 @@ def deploy(ctx: Ctx) -> Inner:
         "securitygroupids": sg_ids or [sgmod.DEFAULT_ID],
         "affinitygroupids": ag_ids,
         "userdata": userdata,
+        "hypervisor": ctx.tx.hypervisor.reported_name,
     }
+    if rootdisksize is not None:
+        vm["rootdisksize"] = rootdisksize
     if zone.allocates_at_deploy:
         vm["ipaddress"] = allocate_ip(ctx.tx, zone, vm_id, requested)
     elif requested is not None:
@@ -279,6 +298,7 @@ def _start(tx: Tx, vm: Doc, hosts: int) -> None:
     if not vm.get("ipaddress"):
         vm["ipaddress"] = allocate_ip(tx, zone, vm["id"], vm.get("requestedip"))
     vm["state"] = "Running"
+    tx.hypervisor.start(vm)
 
 
 def _job_vm(tx: Tx, job: Doc) -> Doc:
@@ -346,6 +366,7 @@ def apply_stop(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
     vm = _job_vm(tx, job)
     vm.update(state="Stopped", hostindex=None)
     tx.put("vm", vm)
+    tx.hypervisor.stop(vm)
     return _result(tx, vm, when)
 
 
@@ -359,6 +380,7 @@ def apply_reboot(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
     vm = _job_vm(tx, job)
     if vm["state"] != "Running":
         raise errors.ApiError(530, f"Unable to reboot VM instance {vm['name']}: it is not running")
+    tx.hypervisor.reboot(vm)
     return _result(tx, vm, when)
 
 
@@ -374,6 +396,7 @@ def destroy(ctx: Ctx) -> Inner:
 @effect("destroyVirtualMachine")
 def apply_destroy(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
     vm = _job_vm(tx, job)
+    tx.hypervisor.destroy(vm)
     # Destroy releases the host and the NIC's address; expunge removes the VM entirely.
     vm.update(state="Destroyed", hostindex=None, ipaddress=None, requestedip=None)
     if job["params"]["expunge"]:
@@ -402,6 +425,30 @@ def update(ctx: Ctx) -> Inner:
         assert zone is not None
         _check_name(ctx, ctx.get("name") or "", zone)
         vm["name"] = ctx.get("name")
+    ctx.tx.put("vm", vm)
+    return {"virtualmachine": render(ctx.tx, vm, ctx.now)}
+
+
+@command("changeServiceForVirtualMachine")
+def change_service(ctx: Ctx) -> Inner:
+    """Synchronous in 4.18; only a stopped VM may change offering (UserVmManagerImpl)."""
+    vm = get_vm(ctx)
+    offering_id = ctx.need("serviceofferingid")
+    offering = cat.offering_by_id(offering_id)
+    if offering is None:
+        raise errors.unknown_id("serviceofferingid", offering_id)
+    state = display_state(ctx.tx, vm, ctx.now)
+    if state != "Stopped":
+        raise errors.invalid(
+            f"Unable to upgrade virtual machine {_describe(vm)}  in state {state}; "
+            "make sure the virtual machine is stopped"
+        )
+    if offering.id == vm["serviceofferingid"]:
+        raise errors.invalid(
+            f"Not upgrading vm {_describe(vm)} since it already has the requested service "
+            f"offering ({offering.name})"
+        )
+    vm["serviceofferingid"] = offering.id
     ctx.tx.put("vm", vm)
     return {"virtualmachine": render(ctx.tx, vm, ctx.now)}
 

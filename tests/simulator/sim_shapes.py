@@ -49,8 +49,35 @@ def compare(real: Any, ours: Any, path: str, tolerated: set[str], problems: list
             if _old_fixture_variant(key, value, ours[key]):
                 continue
             compare(value, ours[key], sub, tolerated, problems)
-    elif isinstance(real, list) and real and ours:
-        compare(real[0], ours[0], f"{path}[]", tolerated, problems)
+    elif isinstance(real, list) and real:
+        if not ours:
+            if f"{path}[]" not in tolerated:
+                problems.append(f"{path}: real has {len(real)} element(s), ours none")
+            return
+        # Every element of both sides: each must match some element of the other (a list
+        # may mix variants, e.g. CIDR and group-to-group rules); else the closest one's
+        # problems are reported, each once.
+        found: list[str] = []
+        for r in real:
+            found += _closest(r, ours, f"{path}[]", tolerated, real_first=True)
+        for o in ours:
+            found += _closest(o, real, f"{path}[]", tolerated, real_first=False)
+        problems += [p for i, p in enumerate(found) if p not in found[:i]]
+
+
+def _closest(
+    item: Any, others: list[Any], path: str, tolerated: set[str], real_first: bool
+) -> list[str]:
+    best: list[str] | None = None
+    for other in others:
+        found: list[str] = []
+        real, ours = (item, other) if real_first else (other, item)
+        compare(real, ours, path, tolerated, found)
+        if best is None or len(found) < len(best):
+            best = found
+        if not best:
+            break
+    return best or []
 
 
 def references(command: str) -> list[tuple[str, dict[str, Any]]]:

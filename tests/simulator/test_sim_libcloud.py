@@ -8,54 +8,20 @@ Only libcloud's poll interval is shortened (as libcloud's own tests do).
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_serve import serve
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo"
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stackfleet",
-            "simulator",
-            "serve",
-            "--port",
-            "0",
-            "--state",
-            str(tmp_path / "cloud.db"),
-            "--latency",
-            "default=0.05",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        env: dict[str, str] = {}
-        assert proc.stdout is not None
-        while len(env) < 3:
-            line = proc.stdout.readline()
-            assert line, f"simulator exited: {proc.stderr.read() if proc.stderr else ''}"
-            name, _, value = line.strip().partition("=")
-            env[name] = value
+    with serve(tmp_path / "cloud.db", latency="default=0.05") as env:
         yield env
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_libcloud_end_to_end(served: dict[str, str]) -> None:
