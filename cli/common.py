@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,18 +114,26 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         opts = settings()
         _configure_logging(opts)
+        _phase[0] = "running"
         try:
             result = func(*args, **kwargs)
+            _phase[0] = "ending"
             _done_ignore_ctrl_c()
             return result
         except StackfleetError as exc:
             _fail(str(exc), exc.exit_code, opts)
-        except KeyboardInterrupt:
-            _fail(
-                "interrupted: nothing is lost; run the same command again to continue",
-                ExitCode.INTERRUPTED,
-                opts,
-            )
+        except KeyboardInterrupt as exc:
+            # Ctrl-C, or SIGTERM / SIGHUP turned into the same exception (see below): the
+            # engine's `finally` blocks have run (the lock is released) on the way here.
+            _phase[0] = "ending"
+            _report(interrupted_message(exc), opts)
+            if _installed:
+                # The program: do not wait for worker threads. The interrupt may have hit
+                # a thread pool between starting a worker and registering it, and the
+                # interpreter would then wait for that worker forever, deaf to signals.
+                # What a worker was sending is what a kill -9 leaves: the next run adopts it.
+                _exit_now(interrupted_code(exc))
+            sys.exit(interrupted_code(exc))
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # the last line of defence: still one line, still non-zero
@@ -132,15 +142,17 @@ def handle_errors(func: F) -> F:
                 ExitCode.CLOUD_FAILURE,
                 opts,
             )
+        finally:
+            _phase[0] = "ending"  # also on click's own exits (Abort, usage errors)
 
     return wrapper  # type: ignore[return-value]
 
 
 def _done_ignore_ctrl_c() -> None:
-    """The work is done and reported: a Ctrl-C during interpreter shutdown (joining worker
-    threads) must not turn success into a traceback or a death by SIGINT. Only when we are
-    the program (`stackfleet` / `python -m stackfleet`), never inside a host like pytest."""
-    import signal
+    """The work is done and reported: a Ctrl-C (or SIGTERM, SIGHUP) during interpreter
+    shutdown (joining worker threads) must not turn success into a traceback or a death by
+    a signal. Only when we are the program (`stackfleet` / `python -m stackfleet`), never
+    inside a host like pytest."""
     import threading
 
     main = sys.modules.get("__main__")
@@ -149,10 +161,103 @@ def _done_ignore_ctrl_c() -> None:
         sys.argv[0] if sys.argv else ""
     ).name == "stackfleet"
     if ours and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
-def _fail(message: str, code: ExitCode, opts: Settings) -> None:
+# --- signals: SIGTERM (CI cancelling a job) and SIGHUP (the terminal gone) stop a run as
+# Ctrl-C does. The handler raises `Interrupted`, a KeyboardInterrupt, in the main thread:
+# every path that already unwinds a Ctrl-C (the lock's release, the PKI's clean-up, the
+# re-run's adoption of what exists) handles them the same way, and the error edge prints
+# the one "interrupted" line. Exit: 130 for SIGINT and SIGHUP, 143 (128 + 15) for SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+INTERRUPTED_MESSAGE = "nothing is lost; run the same command again to continue"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised where the main thread was (as Python raises Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def interrupted_code(exc: BaseException) -> int:
+    if isinstance(exc, Interrupted) and exc.signum == signal.SIGTERM:
+        return 128 + int(signal.SIGTERM)  # 143: what a CI runner expects of SIGTERM
+    return int(ExitCode.INTERRUPTED)
+
+
+def interrupted_message(exc: BaseException) -> str:
+    if isinstance(exc, Interrupted) and exc.signum != signal.SIGINT:
+        return f"interrupted ({signal.Signals(exc.signum).name}): {INTERRUPTED_MESSAGE}"
+    return f"interrupted: {INTERRUPTED_MESSAGE}"
+
+
+_stopping: list[int] = []  # the stop signals received, first one first
+# Where the program is: "starting" (parsing, importing: nothing touched yet), "running"
+# (inside a command, under the error edge) or "ending" (reported; shutting down).
+_phase = ["starting"]
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    first = not _stopping
+    _stopping.append(signum)
+    if not first and len(_stopping) >= 3 and _phase[0] != "ending":
+        # A third one while the clean-up still runs (a cloud that does not answer): the
+        # person at the terminal means it. The lock, if left, is taken over as stale.
+        sys.stderr.write("error: interrupted again: stopping now, without cleaning up\n")
+        sys.stderr.flush()
+        _exit_now(interrupted_code(Interrupted(_stopping[0])))
+    if not first or _phase[0] == "ending":
+        # Already stopping, or done: a second signal (CI runners follow SIGINT with
+        # SIGTERM) must not cut the clean-up short (the lock's release in a `finally`),
+        # nor turn a reported result into a traceback while worker threads are joined.
+        return
+    exc = Interrupted(signum)
+    if _phase[0] == "starting":
+        # Before any command ran (click would report a KeyboardInterrupt as "Aborted!").
+        _phase[0] = "ending"
+        click.echo(f"error: {interrupted_message(exc)}", err=True)
+        raise SystemExit(interrupted_code(exc))
+    raise exc
+
+
+_installed: list[int] = []  # the signals whose handler install_signal_handlers() set
+
+
+def install_signal_handlers() -> None:
+    """For the program only (`stackfleet`, `python -m stackfleet`), from the main thread:
+    SIGINT, SIGTERM and SIGHUP raise `Interrupted`. A signal left ignored by the parent
+    (nohup) stays ignored."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        signal.signal(signum, _on_stop_signal)
+        _installed.append(signum)
+
+
+def _exit_now(code: int) -> None:
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe or terminal (SIGHUP): nothing more can be said there.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _fail(message: str, code: ExitCode | int, opts: Settings) -> None:
+    _phase[0] = "ending"
+    _report(message, opts)
+    sys.exit(int(code))
+
+
+def _report(message: str, opts: Settings) -> None:
     if opts.debug:
         import traceback
 
@@ -163,7 +268,6 @@ def _fail(message: str, code: ExitCode, opts: Settings) -> None:
         more = len(message) - MAX_MESSAGE
         message = f"{message[:MAX_MESSAGE]}... ({more} more characters with --debug)"
     click.echo(f"error: {message}", err=True)
-    sys.exit(int(code))
 
 
 def _configure_logging(opts: Settings) -> None:

@@ -388,13 +388,20 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
     )
 
 
-def hosts_file(inp: RenderInput) -> File:
-    known = [n for n in inp.nodes if n.ip]
-    return File("/etc/hosts", render("config/hosts.j2", nodes=known))
+def hosts_file(node: NodeInfo) -> File:
+    """localhost and the node's own name, nothing of its peers.
+
+    A peer list written at deploy time goes stale (a node added later never reaches the
+    nodes already running, and nodes deployed in one batch cannot list the next), and
+    nothing here needs one: etcd's peers and endpoints, flannel's etcd endpoints and
+    kubeadm's API endpoint are all IP addresses. So every node's /etc/hosts depends on
+    that node alone, and `render --from-cloud` gives what was deployed (docs/bootstrap.md).
+    """
+    return File("/etc/hosts", render("config/hosts.j2", node=node))
 
 
 def role_parts(inp: RenderInput, node: NodeInfo) -> Parts:
-    parts = Parts(files=[hosts_file(inp)])
+    parts = Parts(files=[hosts_file(node)])
     if node.role == "etcd":
         return parts.add(etcd_member(inp, node))
     if node.role in ("control", "worker"):

@@ -21,7 +21,7 @@ from stackfleet import state
 from stackfleet.errors import CloudError, LimitExceeded
 from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, Provisioner, ReadyHook
 from stackfleet.provisioners.events import Events
-from stackfleet.spec import Spec
+from stackfleet.spec import ROLE_KEYS, Spec
 
 if TYPE_CHECKING:
     from stackfleet.cloudconfig_templates.model import RenderInput
@@ -46,7 +46,9 @@ def render_input(
     from stackfleet.cloudconfig_templates.model import NodeInfo, RenderInput
     from stackfleet.pki import load_or_create
 
-    infos = tuple(NodeInfo(n.name, n.role, n.ip) for n in nodes)
+    # Spec order (etcd-1 before etcd-2), whatever order the cloud listed them in: roles
+    # such as "the first etcd member writes flannel's config" must not move between runs.
+    infos = tuple(NodeInfo(n.name, n.role, n.ip) for n in sorted(nodes, key=_spec_order))
     pki = load_or_create(pki_dir or state.cluster_dir(spec.name) / "pki", spec.name, infos)
     control = next((n for n in infos if n.role == "control"), None)
     return RenderInput(
@@ -64,6 +66,13 @@ def render_input(
         pki=pki,
         api_endpoint=f"{control.ip}:6443" if control and control.ip else None,
     )
+
+
+def _spec_order(node: NodeAddress) -> tuple[int, int, str]:
+    roles = list(ROLE_KEYS.values())  # etcd, control, worker
+    rank = roles.index(node.role) if node.role in roles else len(roles)
+    number = node.name.rsplit("-", 1)[-1]
+    return rank, int(number) if number.isdigit() else 0, node.name
 
 
 def render_final(
@@ -95,7 +104,7 @@ def check_sizes(docs: dict[str, str], limit: int) -> None:
     if over:
         name, size = max(over.items(), key=lambda kv: kv[1])
         raise LimitExceeded(
-            f"userdata of {name} is {size} base64 characters, over the zone's limit of {limit} "
+            f"userdata of {name} is {size} base64 characters, over cloud.userdata_limit ({limit}) "
             f"({len(over)} node(s) over); nothing was created"
         )
 
@@ -119,7 +128,9 @@ def allocate_hook(spec: Spec, existing: Sequence[Machine], key: str, limit: int)
     The provisioner tags a VM bootstrapped right after writing its final userdata, before
     it starts: a kill in between leaves it stopped and bootstrapped, and the next `up`
     starts it; a kill before the write leaves it unmarked, and it is written again.
-    Nodes not deployed yet are left out of /etc/hosts (etcd and control are always in).
+    A document names only etcd and control IPs (always known here) and its own node's:
+    /etc/hosts lists no peers (see cloudconfig_templates.parts.hosts_file), so what a
+    node gets does not depend on which deploy batch it was in.
     """
     known = {m.name: m for m in existing}
     needed = [name for name, role in spec.machine_names() if role in ("etcd", "control")]

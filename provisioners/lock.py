@@ -66,11 +66,16 @@ def describe(cluster: str, holder: str) -> str:
 def cluster_lock(prov: Provisioner, cluster: str, max_age_s: float) -> Iterator[None]:
     """Take the cluster's lock (taking over a stale one), release it at the end."""
     me = holder_id()
-    held = prov.take_lock(cluster, me)
-    if held is not None and is_stale(held, max_age_s):
-        log.info("taking over the lock of %s from %s (gone or too old)", cluster, held)
-        prov.release_lock(cluster, held)
+    try:
         held = prov.take_lock(cluster, me)
+        if held is not None and is_stale(held, max_age_s):
+            log.info("taking over the lock of %s from %s (gone or too old)", cluster, held)
+            prov.release_lock(cluster, held)
+            held = prov.take_lock(cluster, me)
+    except KeyboardInterrupt:
+        # Interrupted (Ctrl-C, SIGTERM) while taking it: the cloud may have made it.
+        _release(prov, cluster, me)
+        raise
     if held is not None:
         raise Conflict(describe(cluster, held))
     _HELD.add(me)
@@ -78,7 +83,11 @@ def cluster_lock(prov: Provisioner, cluster: str, max_age_s: float) -> Iterator[
         yield
     finally:
         _HELD.discard(me)
-        _release(prov, cluster, me)
+        try:
+            _release(prov, cluster, me)
+        except KeyboardInterrupt:
+            _release(prov, cluster, me)  # interrupted while releasing: finish, then stop
+            raise
 
 
 def _release(prov: Provisioner, cluster: str, me: str) -> None:

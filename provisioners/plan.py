@@ -6,12 +6,13 @@ and returns data; `up` executes it and `plan` prints it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     BOOTSTRAP_TAG,
     CLUSTER_TAG,
+    EXPIRES_TAG,
     ROLE_TAG,
     Image,
     LiveState,
@@ -30,7 +31,7 @@ BROKEN_STATES = ("Error", "Destroyed", "Expunging")
 
 @dataclass(frozen=True)
 class Action:
-    verb: str  # create | delete | change | bootstrap | start
+    verb: str  # create | delete | change | tag | bootstrap | start
     kind: str  # machine | group | rules | ssh-key | spread-group
     name: str
     detail: str = ""
@@ -57,6 +58,8 @@ class Plan:
     machines_extra: list[Machine]
     machines_unfinished: list[Machine]  # exist, not yet booted with final userdata
     machines_stopped: list[Machine]  # finished, but not running
+    # Existing machines missing tags they must carry (or carrying a wrong value): the tags.
+    machines_retag: list[tuple[Machine, dict[str, str]]] = field(default_factory=list)
     desired_rules: dict[str, set[Rule]] = field(default_factory=dict)
 
     def actions(self) -> list[Action]:
@@ -76,6 +79,10 @@ class Plan:
             for name, role in self.machines_missing
         ]
         acts += [
+            Action("tag", "machine", m.name, ", ".join(f"{k}={v or '(new)'}" for k, v in t.items()))
+            for m, t in self.machines_retag
+        ]
+        acts += [
             Action("bootstrap", "machine", m.name, self.resolved.strategy)
             for m in self.machines_unfinished
         ]
@@ -93,7 +100,8 @@ def choose_strategy(spec: Spec, zone: Zone) -> str:
 
 
 def resolve(spec: Spec, prov: Provisioner) -> Resolved:
-    zone = prov.find_zone(spec.zone)
+    # Clouds do not tell users their vm.userdata.max.length: the spec's value is the limit.
+    zone = replace(prov.find_zone(spec.zone), userdata_limit=spec.userdata_limit)
     images: dict[str, Image] = {}
     sizes: dict[str, Size] = {}
     for r in spec.roles:
@@ -105,6 +113,35 @@ def resolve(spec: Spec, prov: Provisioner) -> Resolved:
 
 def cluster_tags(spec: Spec, role: str) -> dict[str, str]:
     return {CLUSTER_TAG: spec.name, ROLE_TAG: role}
+
+
+def machine_tags(spec: Spec, role: str, expires: str | None) -> dict[str, str]:
+    """Every tag a machine must carry: cluster and role, and the expiry if the spec has a
+    ttl ("" while the cluster has none yet: this run sets it)."""
+    tags = cluster_tags(spec, role)
+    if spec.ttl_seconds:
+        tags[EXPIRES_TAG] = expires or ""
+    return tags
+
+
+def machine_tag_changes(
+    spec: Spec, machines: list[Machine], expires: str | None
+) -> list[tuple[Machine, dict[str, str]]]:
+    """The tags each machine lacks or carries with another value.
+
+    Tags are written after a deploy, in a call of their own: a run killed in between (or
+    a tag call that failed) leaves a machine that the next run adopts by name, so every
+    run compares every machine's tags with what it must carry, and repairs them."""
+    roles = dict(spec.machine_names())
+    changes = []
+    for m in machines:
+        if m.name not in roles or m.state in BROKEN_STATES:
+            continue
+        want = machine_tags(spec, roles[m.name], expires)
+        wrong = {k: v for k, v in want.items() if m.tags.get(k) != v or not v}
+        if wrong:
+            changes.append((m, wrong))
+    return changes
 
 
 def wanted_rules(spec: Spec) -> dict[str, set[Rule]]:
@@ -152,5 +189,6 @@ def diff(spec: Spec, resolved: Resolved, live: LiveState) -> Plan:
         machines_extra=extra,
         machines_unfinished=unfinished,
         machines_stopped=stopped,
+        machines_retag=machine_tag_changes(spec, live.machines, live.tags.get(EXPIRES_TAG)),
         desired_rules=desired,
     )

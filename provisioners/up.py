@@ -22,7 +22,14 @@ from stackfleet.provisioners.base import (
 )
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.lock import cluster_lock
-from stackfleet.provisioners.plan import Plan, cluster_tags, diff, make_plan
+from stackfleet.provisioners.plan import (
+    Plan,
+    cluster_tags,
+    diff,
+    machine_tag_changes,
+    machine_tags,
+    make_plan,
+)
 from stackfleet.spec import Spec
 
 
@@ -115,7 +122,9 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         events.phase(f"destroying {len(plan.machines_extra)} VM(s) the spec no longer wants")
         prov.destroy_machines([m.id for m in plan.machines_extra])
     current = [m for m in plan.live.machines if m not in plan.machines_extra]
-    created = _create_missing(spec, prov, plan, key, spread, current, events)
+    expires = _expiry(spec, plan)
+    _repair_tags(spec, prov, current, expires, events)
+    created = _create_missing(spec, prov, plan, key, spread, current, expires, events)
     current = [m for m in current if m.name not in {c.name for c in created}] + created
     # Those the pipeline started with final userdata are done; the rest finish here.
     booted = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
@@ -136,13 +145,34 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         events.phase(f"starting {len(plan.machines_stopped)} stopped VM(s)")
         started = {m.id: m for m in prov.start_machines([m.id for m in plan.machines_stopped])}
         current = [started.get(m.id, m) for m in current]
-    if spec.ttl_seconds:
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + spec.ttl_seconds))
-        if plan.live.tags.get(EXPIRES_TAG) is None or plan.machines_missing:
-            prov.set_cluster_tags(spec.name, {EXPIRES_TAG: expires})
+    if expires is not None and plan.live.tags.get(EXPIRES_TAG) != expires:
+        prov.set_cluster_tags(spec.name, {EXPIRES_TAG: expires})
     events.phase("waiting for the last rule and tag changes")
     prov.settle()
     return current
+
+
+def _expiry(spec: Spec, plan: Plan) -> str | None:
+    """The cluster's expiry after this run: renewed when machines are added."""
+    if not spec.ttl_seconds:
+        return None
+    current = plan.live.tags.get(EXPIRES_TAG)
+    if current and not plan.machines_missing:
+        return current
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + spec.ttl_seconds))
+
+
+def _repair_tags(
+    spec: Spec, prov: Provisioner, machines: list[Machine], expires: str | None, events: Events
+) -> None:
+    """Give existing machines every tag they must carry (see plan.machine_tag_changes)."""
+    by_tags: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for m, wanted in machine_tag_changes(spec, machines, expires):
+        by_tags.setdefault(tuple(sorted(wanted.items())), []).append(m.id)
+    if by_tags:
+        events.phase(f"tagging {sum(map(len, by_tags.values()))} VM(s)")
+    for pairs, ids in by_tags.items():
+        prov.tag_machines(sorted(ids), dict(pairs))
 
 
 def _create_missing(
@@ -152,6 +182,7 @@ def _create_missing(
     key: str,
     spread: str,
     existing: list[Machine],
+    expires: str | None,
     events: Events,
 ) -> list[Machine]:
     if not plan.machines_missing:
@@ -175,7 +206,7 @@ def _create_missing(
             spread_group=spread if role == "etcd" and spread_etcd else None,
             # allocate: the IP exists before boot, so the first boot can be the final one.
             start=strategy != "allocate",
-            tags=cluster_tags(spec, role),
+            tags=machine_tags(spec, role, expires),
         )
         for name, role in plan.machines_missing
     ]

@@ -50,6 +50,8 @@ def desired_rules(
     if "control" in present:
         allow(["control"], "tcp", (6443, 6443), cidrs=access.api_cidrs, groups=nodes)
     allow(nodes, "tcp", (10250, 10250), groups=nodes)
+    # flannel vxlan, the only backend: host-gw is refused by the spec (security-group
+    # zones drop packets sourced from pod addresses, whatever the rules admit).
     allow(nodes, "udp", (8472, 8472), groups=nodes)
     if "worker" in present:
         allow(["worker"], "tcp", (30000, 32767), cidrs=access.nodeport_cidrs)

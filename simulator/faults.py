@@ -22,6 +22,10 @@ class RequestFault:
     http5xx: bool = False
 
 
+# Commands that change nothing: their answers are never "lost" (a retry is harmless).
+READ_ONLY_PREFIXES = ("list", "query", "get")
+
+
 @dataclass(frozen=True)
 class JobFault:
     fail: bool = False
@@ -29,9 +33,16 @@ class JobFault:
 
 
 class Faults:
-    def __init__(self, cfg: FaultConfig | None) -> None:
+    def __init__(self, cfg: FaultConfig | None, epoch: int = 1) -> None:
+        """`epoch` counts the simulator processes that have served this state file: the
+        embedded simulator starts once per CLI invocation, and a re-run must not meet the
+        very same faults again (a real cloud's failures do not replay); the first process
+        on a state keeps the seed's own sequence."""
         self.cfg = cfg
-        self._rng = random.Random(cfg.seed if cfg else 0)
+        seed = (cfg.seed if cfg else 0) + (epoch - 1) * 1_000_003
+        self._rng = random.Random(seed)
+        # Its own stream: adding `lost` leaves the other faults of a seed where they were.
+        self._lost_rng = random.Random(seed * 7919 + 1)
         self._lock = threading.Lock()
 
     def on_request(self, command: str) -> RequestFault:
@@ -42,6 +53,21 @@ class Faults:
         if not self.cfg.applies_to(command):
             return RequestFault()
         return RequestFault(drop=drop < self.cfg.drop, http5xx=http5xx < self.cfg.http5xx)
+
+    def answer_lost(self, command: str) -> str | None:
+        """After a mutating command took effect: "reset" (the connection dropped), "504"
+        (a proxy gave up waiting) or None (answered). One draw per request, always."""
+        if self.cfg is None:
+            return None
+        with self._lock:
+            lost, how = self._lost_rng.random(), self._lost_rng.random()
+        if (
+            not self.cfg.applies_to(command)
+            or command.startswith(READ_ONLY_PREFIXES)
+            or lost >= self.cfg.lost
+        ):
+            return None
+        return "reset" if how < 0.5 else "504"
 
     def on_job(self, command: str) -> JobFault:
         if self.cfg is None:

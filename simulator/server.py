@@ -36,7 +36,9 @@ class Backend:
         self.api_key = api_key
         self.secret = secret
         self.log = log
-        self.faults = Faults(config.faults)
+        with store.transaction() as tx:
+            epoch = tx.counter("fault_epoch")
+        self.faults = Faults(config.faults, epoch)
         self.limiter = RateLimiter(config.rate_limit)
 
     def authenticate(self, command: str | None, params: dict[str, str]) -> None:
@@ -108,6 +110,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             )
             return
         name = command or "error"
+        lost = backend.faults.answer_lost(command or "")
         try:
             backend.authenticate(command, params)
             assert command is not None
@@ -118,6 +121,19 @@ class ApiHandler(BaseHTTPRequestHandler):
             status = 200
         except errors.ApiError as err:
             answer, status = err.body(name), err.code
+        if lost is not None and status == 200:
+            # Committed (the state and its jobs are written), then the answer is lost, as
+            # behind a load balancer that gives up on a slow cloud.
+            backend.log.write(
+                method, command, params, status, started, client, f"fault: lost ({lost})"
+            )
+            if lost == "reset":
+                self._drop()
+            else:
+                self._send_raw(
+                    504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", "text/html"
+                )
+            return
         backend.log.write(method, command, params, status, started, client)
         self._send(status, answer)
 

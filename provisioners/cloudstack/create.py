@@ -92,10 +92,9 @@ class CreateRun:
             log.info("deploy of %s failed (%s); trying again", request.name, reason)
             after: tuple[str, ...] = ()
             if vm is not None:  # the failed VM holds the name: expunge it first
-                body = self.prov.api.call(
-                    "destroyVirtualMachine", {"id": vm["id"], "expunge": True}
-                )
-                after = (str(body["jobid"]),)
+                jobid = self.prov._destroyer(vm["id"])()
+                if not jobid.startswith("adopted:"):  # else gone already: nothing to wait for
+                    after = (jobid,)
             pipe.add(self._deploy_task(request, after))
         # Names first (a kill before this leaves VMs found by name), tags right after.
         for role, ids in fresh.items():

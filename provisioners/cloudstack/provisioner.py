@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stackfleet.errors import CloudError, JobFailed
+from stackfleet.errors import CloudError, JobFailed, LimitExceeded
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     CLUSTER_TAG,
@@ -65,12 +66,31 @@ def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
         private_ip=ip,
         public_ip=vm.get("publicip"),
         tags=_tags(vm),
+        # CloudStack's own simulator (and ours) reports this for VMs that run nothing.
+        simulated=vm.get("hypervisor") == "Simulator",
     )
 
 
 def _gone(exc: CloudError) -> bool:
     """CloudStack's answer to deleting something that no longer exists (431, "not found")."""
     return exc.code == 431 and "not" in str(exc).lower()
+
+
+# CloudStack's refusal of userdata over vm.userdata.max.length (431), with that setting.
+_USERDATA_TOO_LONG = re.compile(r"exceeded configurable max length\s*:\s*(\d+)", re.IGNORECASE)
+
+
+def _userdata_refused(exc: CloudError, node: str, encoded: str) -> LimitExceeded | None:
+    """The cloud's limit is below the spec's: one line saying so, and what to set."""
+    found = _USERDATA_TOO_LONG.search(str(exc))
+    if exc.code != 431 or found is None:
+        return None
+    limit = found.group(1)
+    return LimitExceeded(
+        f"the cloud refused the userdata of {node} ({len(encoded)} base64 characters): its "
+        f"limit (vm.userdata.max.length) is {limit}; set cloud.userdata_limit: {limit} in the "
+        "spec, then `stackfleet validate` names every node over it"
+    )
 
 
 def _to_rule(r: Mapping[str, Any]) -> Rule:
@@ -419,6 +439,8 @@ class CloudStackProvisioner(Provisioner):
     def _failure_reason(self, jobid: str | None) -> str:
         if jobid is None:
             return "never submitted"
+        if jobid.startswith("adopted:"):  # found by name after a lost answer: no job to ask
+            return "VM not in the expected state"
         try:
             self.jobs.result(jobid)
         except JobFailed as exc:
@@ -448,7 +470,12 @@ class CloudStackProvisioner(Provisioner):
             return {"jobid": self._finished_marker(found[0])} if found else None
 
         def submit() -> str:
-            body = self.api.call("deployVirtualMachine", params, post=True, find_existing=existing)
+            try:
+                body = self.api.call(
+                    "deployVirtualMachine", params, post=True, find_existing=existing
+                )
+            except CloudError as exc:
+                raise _userdata_refused(exc, r.name, params["userdata"]) or exc from None
             return str(body["jobid"])
 
         return submit
@@ -479,11 +506,12 @@ class CloudStackProvisioner(Provisioner):
 
     def set_userdata(self, userdata: Mapping[str, str]) -> None:
         for vm_id, text in userdata.items():
-            self.api.call(
-                "updateVirtualMachine",
-                {"id": vm_id, "userdata": base64.b64encode(text.encode()).decode()},
-                post=True,
-            )
+            encoded = base64.b64encode(text.encode()).decode()
+            try:
+                self.api.call("updateVirtualMachine", {"id": vm_id, "userdata": encoded}, post=True)
+            except CloudError as exc:
+                names = [vm["name"] for vm in self._vms_by_id([vm_id])] if exc.code == 431 else []
+                raise _userdata_refused(exc, names[0] if names else vm_id, encoded) or exc from None
 
     def _power(self, command: str, ids: Sequence[str], want: str, what: str) -> list[Machine]:
         """Start or stop, and again for those whose job failed: both are idempotent."""
@@ -549,8 +577,7 @@ class CloudStackProvisioner(Provisioner):
         # given: the cloud runs one group's rule jobs in turn, so the caller interleaves
         # the groups to start every chain early.
         for vm_id in machine_ids:
-            destroy = self._simple_job("destroyVirtualMachine", {"id": vm_id, "expunge": True})
-            pipe.add(Task(vm_id, destroy))
+            pipe.add(Task(vm_id, self._destroyer(vm_id)))
         for rule_id in rule_ids:
             pipe.add(Task(rule_id, self._revoker(rule_id), lane="rules"))
         if not machine_ids:
@@ -560,6 +587,45 @@ class CloudStackProvisioner(Provisioner):
         still = [vm["id"] for vm in self._vms_by_id(machine_ids)] if machine_ids else []
         if still:
             raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
+        if spread_group_ids:
+            self._check_spread_gone(pipe.done, spread_group_ids)
+
+    def _check_spread_gone(self, done: Sequence[Task], group_ids: Sequence[str]) -> None:
+        """A finished delete job is not a deleted group: the job may have failed (530, or
+        a VM not yet gone), or the job waited for was a repeat sent after a lost answer.
+        The cloud is the truth: whatever is still listed is reported, so `down` re-reads
+        the cloud and tries again instead of calling it done."""
+        wanted = set(group_ids)
+        left = [
+            g for g in self.api.list_all("listAffinityGroups", "affinitygroup") if g["id"] in wanted
+        ]
+        if not left:
+            return
+        reason = ""
+        jobs = {t.key: t.jobid for t in done if t.lane == "spread"}
+        for group in left:
+            jobid = jobs.get(group["id"])
+            if jobid and not jobid.startswith("adopted:"):
+                try:
+                    self.jobs.result(jobid)
+                except JobFailed as exc:
+                    reason = f" ({exc})"
+                    break
+        names = ", ".join(g["name"] for g in left)
+        raise CloudError(f"{len(left)} affinity group(s) still exist after delete: {names}{reason}")
+
+    def _destroyer(self, vm_id: str) -> Any:
+        def submit() -> str:
+            try:
+                body = self.api.call("destroyVirtualMachine", {"id": vm_id, "expunge": True})
+            except CloudError as exc:
+                # Gone: an earlier attempt, whose answer was lost, expunged it already.
+                if not _gone(exc):
+                    raise
+                return f"adopted:{vm_id}"
+            return str(body["jobid"])
+
+        return submit
 
     def _spread_deleter(self, group_id: str) -> Any:
         def submit() -> str:

@@ -228,4 +228,77 @@ def test_bad_environment(ws: Workspace, monkeypatch: pytest.MonkeyPatch, case: s
 
 
 def test_corpus_is_big_enough() -> None:
-    assert len(SPEC_FILES) + len(CASES) >= 50
+    assert len(SPEC_FILES) + len(CASES) + len(HOSTILE) >= 50
+
+
+# --- hostile specs: refused in one line within a memory and CPU ceiling ---------------
+# Each is written by the test (the big ones would bloat the repository) and checked by
+# `python -m stackfleet validate` in a subprocess whose address space and CPU time are
+# capped (setrlimit), so a spec that made loading grow or spin would hit the ceiling
+# (MemoryError, exit 1, or SIGXCPU) instead of exiting 2 with its line.
+MEMORY_CEILING = 512 * 1024 * 1024
+CPU_CEILING_S = 20
+PREAMBLE = "name: bad\ncloud: {profile: simulator, zone: sim-zrh-1}\nroles: {etcd: {count: 1}}\n"
+
+
+def _billion_laughs() -> bytes:
+    """A 1 KB file whose aliases expand to 9**9 strings (a gigabyte and more)."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return (PREAMBLE + "\n".join(lines) + "\n").encode()
+
+
+def _deep_flow() -> bytes:
+    return (PREAMBLE + "network: " + "[" * 5000 + "]" * 5000 + "\n").encode()
+
+
+def _deep_block() -> bytes:
+    return (
+        PREAMBLE + "".join(" " * i + f"k{i}:\n" for i in range(1000)) + " " * 1000 + "x\n"
+    ).encode()
+
+
+def _big() -> bytes:
+    return (PREAMBLE + "# padding\n" * (1024 * 1024 // 10 + 1)).encode()
+
+
+def _binary() -> bytes:
+    return PREAMBLE.encode() + bytes(range(256)) * 64
+
+
+HOSTILE: dict[str, tuple[Callable[[], bytes] | None, str]] = {
+    "billion_laughs": (_billion_laughs, "aliases (*name) are not allowed in a spec"),
+    "deep_flow_nesting": (_deep_flow, "nested more than 32 levels deep"),
+    "deep_block_nesting": (_deep_block, "nested more than 32 levels deep"),
+    "bigger_than_1_MiB": (_big, "larger than 1 MiB"),
+    "binary": (_binary, "not UTF-8 text"),
+    "endless_dev_zero": (None, "larger than 1 MiB"),  # -f /dev/zero: reading must stop
+}
+
+
+def _ceiling() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CEILING, MEMORY_CEILING))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_CEILING_S, CPU_CEILING_S))
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_spec_is_refused_within_limits(ws: Workspace, case: str) -> None:
+    make, fragment = HOSTILE[case]
+    path = Path("/dev/zero")
+    if make is not None:
+        path = ws.root / f"{case}.yaml"
+        path.write_bytes(make())
+    proc = ws.subprocess("validate", "-f", str(path), preexec_fn=_ceiling)
+    try:
+        out, err = proc.communicate(timeout=120)  # a hang guard, not a speed assertion
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err[-2000:]
+    assert lines[0].startswith(f"error: {path}"), lines[0]
+    assert fragment in lines[0], lines[0]

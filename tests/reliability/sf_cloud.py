@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,13 @@ def mutating(requests: list[dict[str, Any]]) -> list[str]:
     return testkit_mutating(requests, succeeded_only=True)
 
 
+def log_grew(home: Path) -> Callable[[], bool]:
+    """True once the simulator's request log has grown: the run has sent its first call."""
+    log = home / "simulator" / "requests.jsonl"
+    before = log.stat().st_size if log.exists() else 0
+    return lambda: log.exists() and log.stat().st_size > before
+
+
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "stackfleet", *args],
@@ -93,17 +102,42 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
     )
 
 
-def kill_after(proc: subprocess.Popen[str], delay: float, sig: int) -> tuple[int, str, str]:
-    """Send `sig` after `delay` seconds (unless it ended first); (exit code, out, err)."""
+def kill_after(
+    proc: subprocess.Popen[str], delay: float, sig: int, begun: Callable[[], bool] | None = None
+) -> tuple[int, str, str]:
+    """Send `sig` after `delay` seconds (unless it ended first); (exit code, out, err).
+
+    With `begun`, the delay counts from when it first returns true (e.g. the run's first
+    API call), so a slow start on a loaded machine does not move the signal into the
+    interpreter's start-up, before the program has begun."""
+    if begun is not None:
+        for _ in range(6000):
+            if begun() or proc.poll() is not None:
+                break
+            time.sleep(0.01)
     try:
         out, err = proc.communicate(timeout=delay)
         return proc.returncode, out, err
     except subprocess.TimeoutExpired:
         pass
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # hung after the signal: fail, but leave no process behind
+        proc.communicate()
+        raise
     code = proc.returncode
     return (128 + sig if code == -sig else code), out, err
 
 
-__all__ = ["duplicates", "inventory", "kill_after", "leftovers", "mutating", "signal", "spawn"]
+__all__ = [
+    "duplicates",
+    "inventory",
+    "kill_after",
+    "leftovers",
+    "log_grew",
+    "mutating",
+    "signal",
+    "spawn",
+]

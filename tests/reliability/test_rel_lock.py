@@ -28,18 +28,27 @@ def test_two_concurrent_ups_never_double_create(
         # The cluster exists already: a pure race on the lock to add a worker.
         assert ws.run("up", "-f", str(spec)).exit_code == 0
         spec = ws.spec(name, roles={**SMALL, "workers": {"count": 2}})
+    before = len(ws.requests())
     procs = [spawn("up", "-f", str(spec)) for _ in range(2)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
-    codes = sorted(code for code, _, _ in results)
-    for code, _, err in results:
+    for _, _, err in results:
         assert "Traceback" not in err, err
-        if code != 0:
-            # A clear refusal: one line, a cloud-side (exit 1) failure naming the cause.
-            assert code == 1, err
-            last = err.strip().splitlines()[-1]
-            assert last.startswith("error: ")
-            assert "lock" in last or "already exists" in last, last
-    assert codes[0] == 0, results
+    # Exactly one builds; the other refuses on the lock (not on the cloud's name check,
+    # which would also stop a duplicate but proves nothing about the lock).
+    winners = [r for r in results if r[0] == 0]
+    losers = [r for r in results if r[0] != 0]
+    assert len(winners) == 1 and len(losers) == 1, results
+    code, _, err = losers[0]
+    # A clear refusal: one line, a cloud-side (exit 1) failure naming the holder.
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "is locked by another stackfleet run" in errors[0], errors
+    assert "wait for it to finish" in errors[0], errors
+    # The loser sent nothing that changes the cloud but its attempt at the lock: every
+    # VM was deployed once, by the winner.
+    deployed = [r for r in ws.requests()[before:] if r["command"] == "deployVirtualMachine"]
+    assert len(deployed) == (1 if round_ == 2 else 3), [r["status"] for r in deployed]
     assert duplicates(ws.home) == []
     again = ws.run("up", "-f", str(spec), "-o", "json")
     assert again.exit_code == 0, again.stderr
