@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from stackfleet.errors import CloudError, CredentialsError, Unreachable
+from stackfleet.errors import BadInput, CloudError, CredentialsError, Unreachable
 from stackfleet.provisioners.cloudstack.signing import expiry_params, sign
 from stackfleet.provisioners.credentials import Credentials
 
@@ -76,11 +76,13 @@ class CloudStackAPI:
     def __init__(
         self,
         credentials: Credentials,
-        timeout_s: float = 60.0,
-        max_attempts: int = 6,
+        timeout_s: float | None = None,
+        max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         use_expiry: bool = True,
     ) -> None:
+        """timeout_s / max_attempts: None takes the credentials' `timeout` / `retry` (cs's
+        settings) when set, else 60 s / 6 attempts."""
         url = urlparse(credentials.endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise CredentialsError(
@@ -91,10 +93,18 @@ class CloudStackAPI:
         self._host = url.hostname
         self._port = url.port or (443 if self._secure else 80)
         self._path = url.path or "/client/api"
+        if timeout_s is None:
+            timeout_s = credentials.timeout_s or 60.0
+        if max_attempts is None:
+            max_attempts = 6 if credentials.retry is None else credentials.retry + 1
         self._timeout = timeout_s
         self._max_attempts = max_attempts
+        self._backoff_s = credentials.retry_backoff_s
         self._sleep = sleep
-        self._use_expiry = use_expiry
+        # signature v3 `expires`: cs's `expiration` (seconds; negative: none).
+        self._expiry_s = credentials.expiration_s if use_expiry else None
+        self._always_post = credentials.method == "post"
+        self._headers = dict(credentials.headers)
         self._local = threading.local()
         self.calls = 0  # every HTTP request sent, for benchmarks and tests
         # Pacing once the cloud has throttled us: seconds between requests, next free slot.
@@ -144,7 +154,12 @@ class CloudStackAPI:
                     if existing is not None:
                         log.debug("%s: found it done after a failed request", command)
                         return existing
-                self._sleep(min(0.1 * 2**attempt, 5.0))
+                self._sleep(self._retry_delay(attempt))
+
+    def _retry_delay(self, attempt: int) -> float:
+        if self._backoff_s is not None:  # cs's retry_backoff: doubling, at most 30 s
+            return min(self._backoff_s * 2 ** (attempt - 1), 30.0)
+        return min(0.1 * 2**attempt, 5.0)
 
     def _throttled(self, retry_after_s: float) -> None:
         """The cloud refused a request (429): from now on, send at the rate it allows.
@@ -204,6 +219,8 @@ class CloudStackAPI:
             setattr(conn, "add_default_params", lambda params: params)  # noqa: B010
             setattr(conn, "pre_connect_hook", lambda params, headers: (params, headers))  # noqa: B010
             conn.responseCls = _plain_response_class()
+            conn.connect()
+            _configure_tls(conn.connection, self._creds)
             self._local.conn = conn
         return conn
 
@@ -212,13 +229,14 @@ class CloudStackAPI:
 
         full = {k: _as_text(v) for k, v in params.items() if v is not None}
         full.update({"command": command, "response": "json", "apikey": self._creds.key})
-        if self._use_expiry:
-            full.update(expiry_params())
+        if self._expiry_s is not None:
+            full.update(expiry_params(valid_for_s=self._expiry_s))
         full["signature"] = sign(full, self._creds.secret)
         conn = self._connection()
         started = time.monotonic()
         with self._count_lock:
             self.calls += 1
+        post = post or self._always_post
         try:
             if post:
                 response = conn.request(
@@ -226,18 +244,26 @@ class CloudStackAPI:
                     params={},
                     data=full,  # libcloud form-encodes it
                     method="POST",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    headers={**self._headers, "Content-Type": "application/x-www-form-urlencoded"},
                     retry_failed=False,
                 )
             else:
                 response = conn.request(
-                    action=self._path, params=full, method="GET", retry_failed=False
+                    action=self._path,
+                    params=full,
+                    method="GET",
+                    headers=dict(self._headers),
+                    retry_failed=False,
                 )
             status, body = int(response.status), response.body or ""
             headers = {k.lower(): v for k, v in dict(response.headers or {}).items()}
         except (OSError, LibcloudError) as exc:
             self._local.conn = None  # a broken socket must not be reused
             log.debug("%s failed in transport: %s", command, type(exc).__name__)
+            tls = self._tls_failure(exc)
+            if tls is not None:
+                # The handshake failed: nothing reached the API, and a retry fails the same.
+                raise tls from None
             never_sent = _never_connected(exc)
             if never_sent:
                 # Nothing reached the server: no mutation is in doubt, and a retry storm
@@ -246,8 +272,11 @@ class CloudStackAPI:
                     f"cannot reach the CloudStack API at {self.endpoint} ({never_sent}); "
                     "check the endpoint and the network"
                 ) from None
+            reason = _ssl_reason(exc)
             raise RetryableError(
-                f"{command}: connection to {self.endpoint} failed ({type(exc).__name__})",
+                f"{command}: connection to {self.endpoint} failed ({type(exc).__name__}"
+                + (f": {reason}" if reason else "")
+                + ")",
                 command=command,
             ) from None
         log.debug(
@@ -282,6 +311,16 @@ class CloudStackAPI:
             raise RateLimited(f"{command}: throttled by the cloud", retry_after_s=wait)
         if status == 401:
             raise CredentialsError(self._explain_401(command, errortext, headers)) from None
+        if status == 404:
+            # CloudStack answers API errors with its own codes (4xx 43x, 53x), never 404:
+            # this URL is not the API.
+            url = urlparse(self.endpoint)
+            expected = f"{url.scheme}://{url.netloc}/client/api"
+            where = self._creds.origin("endpoint", self._creds.source)
+            raise BadInput(
+                f"{command}: {self.endpoint} answers 404 (not found): not a CloudStack API; "
+                f"expected {expected} (fix the endpoint in {where})"
+            )
         if status in (500, 502, 503, 504):
             # Not one of CloudStack's own codes (530-537): a proxy or server fault.
             raise RetryableError(f"{command}: HTTP {status} from the cloud", code=status)
@@ -289,6 +328,52 @@ class CloudStackAPI:
             raise RetryableError(f"{command}: {errortext or 'server error'} (530)", code=530)
         text = errortext or f"HTTP {status}"
         raise CloudError(f"{command}: {text} ({code})", code=code, command=command)
+
+    def _tls_failure(self, exc: BaseException) -> BadInput | None:
+        """A TLS handshake failure that retrying cannot fix, as one line with the fix."""
+        reason = _ssl_reason(exc)
+        if reason is None:
+            return None
+        url = urlparse(self.endpoint)
+        low = reason.lower()
+        if any(sign in low for sign in _PLAIN_HTTP_SIGNS):
+            plain = url._replace(scheme="http").geturl()
+            if url.port is None:  # https's default port was dialled: keep it explicit
+                plain = url._replace(scheme="http", netloc=f"{url.hostname}:443").geturl()
+            where = self._creds.origin("endpoint", self._creds.source)
+            return BadInput(
+                f"{self.endpoint}: the endpoint speaks plain http, not https: use {plain} "
+                f"(in {where}), or put TLS in front of it"
+            )
+        if "certificate_verify_failed" in low or "certificate verify failed" in low:
+            detail = reason.split("certificate verify failed:", 1)[-1].strip()
+            ca = self._creds.verify
+            if isinstance(ca, str):
+                where = self._creds.origin("verify", "verify")
+                return BadInput(
+                    f"{self.endpoint}: the server's certificate does not verify ({detail}) "
+                    f"against the CA bundle {ca} ({where}): set `verify` to the PEM file of "
+                    "the CA that signed it"
+                )
+            section = self._creds.section or "cloudstack"
+            return BadInput(
+                f"{self.endpoint}: the server's certificate does not verify ({detail}): give "
+                f"the CA that signed it: `verify = /path/to/ca.pem` in cloudstack.ini "
+                f"[{section}], or CLOUDSTACK_VERIFY=/path/to/ca.pem"
+            )
+        if "certificate required" in low or "bad certificate" in low or "unknown ca" in low:
+            return BadInput(
+                f"{self.endpoint}: the server refused our client certificate ({reason}): set "
+                "`cert` (and `cert_key`) in cloudstack.ini, or CLOUDSTACK_CERT, to the "
+                "certificate it expects"
+            )
+        if "alert handshake failure" in low:
+            return BadInput(
+                f"{self.endpoint}: the server refused the TLS handshake ({reason}): it may "
+                "require a client certificate (`cert` and `cert_key` in cloudstack.ini, or "
+                "CLOUDSTACK_CERT), or share no TLS version or cipher with us"
+            )
+        return None
 
     def _explain_401(self, command: str, errortext: str, headers: Mapping[str, str]) -> str:
         skew = _clock_skew_s(headers)
@@ -336,6 +421,54 @@ def _clock_skew_s(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return server - time.time()
+
+
+def _configure_tls(http: Any, creds: Credentials) -> None:
+    """cs's verify / dangerous_no_tls_verify / cert on libcloud's requests session."""
+    if creds.verify is False:
+        http.verify, http.ca_cert = False, None
+    elif isinstance(creds.verify, str):
+        http.verify, http.ca_cert = True, creds.verify
+    if creds.cert is not None:
+        http.session.cert = creds.cert
+
+
+# OpenSSL's words for "the other side did not answer a TLS hello with TLS".
+_PLAIN_HTTP_SIGNS = (
+    "wrong_version_number",
+    "wrong version number",
+    "record layer failure",
+    "packet length too long",
+    "http request",
+    "unknown protocol",
+)
+
+
+def _ssl_reason(exc: BaseException) -> str | None:
+    """The text of the ssl.SSLError in exc's chain (requests wraps it), or None."""
+    import ssl
+
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    found = None
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLError):
+            return _ssl_text(str(item))
+        if type(item).__name__ == "SSLError" and found is None:
+            # requests' or urllib3's wrapper: its text names the URL, with the signature
+            found = _ssl_text(re.sub(r"url: \S+", "url: <request>", str(item)))
+        todo += [item.__cause__, item.__context__, *item.args]
+    return found
+
+
+def _ssl_text(text: str) -> str:
+    """OpenSSL's reason without the source location: 'tlsv13 alert certificate required'."""
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
+    return re.sub(r"^\[SSL: [A-Z0-9_]+\]\s*", "", text).strip()
 
 
 def _never_connected(exc: BaseException) -> str | None:
