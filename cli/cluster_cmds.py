@@ -49,7 +49,14 @@ def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | No
 def _spec_target(spec: Any, profile: str | None = None) -> Any:
     from stackfleet.provisioners.session import CloudTarget
 
-    return CloudTarget(profile or spec.profile, spec.endpoint, spec.concurrency, spec.timeout_s)
+    return CloudTarget(
+        profile or spec.profile,
+        spec.endpoint,
+        spec.concurrency,
+        spec.timeout_s,
+        simulator_hypervisor=spec.simulator_hypervisor,
+        simulator_mirror=spec.simulator_mirror,
+    )
 
 
 def _machines_json(machines: Any) -> list[dict[str, Any]]:
@@ -141,6 +148,12 @@ def plan(spec_path: Path) -> None:
     spec = load(spec_path)
     with open_cloud(_spec_target(spec)) as prov:
         result = make_plan(spec, prov)
+    if result.machines_missing or result.machines_unfinished:
+        # What `up` checks before creating anything: refuse here too, naming the node.
+        from stackfleet.cli.spec_cmds import EXAMPLE_KEY
+        from stackfleet.provisioners.bootstrap import preflight
+
+        preflight(spec, result.resolved.zone.userdata_limit, EXAMPLE_KEY)
     actions = result.actions()
     data = {
         "cluster": spec.name,
@@ -172,10 +185,12 @@ def up(spec_path: Path, wait: bool | None) -> None:
     from stackfleet.cli.progress import events
     from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.up import up as run_up
+    from stackfleet.statestore import guard_up
 
     spec = load(spec_path)
     with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
-        result = run_up(spec, prov, shown)
+        with guard_up(spec.name, spec.state, prov):  # the store's PKI, checked with the cloud
+            result = run_up(spec, prov, shown)
         live = prov.live_state(spec.name)
         _wait_ready(spec, live.machines, wait, shown)
     data: dict[str, Any] = {
@@ -192,12 +207,13 @@ def up(spec_path: Path, wait: bool | None) -> None:
 
 
 def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> None:
-    from stackfleet.provisioners.session import SIMULATOR_PROFILE
+    from stackfleet.provisioners.reach import refuse_simulated
 
+    members = [m for m in machines if m.role == "etcd"]
     if wait is None:
         reason = None
-        if spec.profile == SIMULATOR_PROFILE:
-            reason = "the simulator's VMs run nothing"
+        if any(m.simulated for m in members):
+            reason = "the simulator's VMs run nothing (hypervisor Simulator)"
         elif not spec.ssh_cidrs:
             reason = "access.ssh_cidrs is empty, so no node is reachable over SSH"
         if reason:
@@ -216,7 +232,7 @@ def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> Non
         address = machine.public_ip or machine.private_ip
         return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
 
-    members = [m for m in machines if m.role == "etcd"]
+    refuse_simulated(members)
     wait_for_etcd(members, ssh, deadline_s=spec.timeout_s, events=events)
 
 
@@ -254,12 +270,13 @@ def down(
     from stackfleet.provisioners.down import expired_clusters
     from stackfleet.provisioners.session import CloudTarget, open_cloud
 
+    spec = None
     if expired:
         target = CloudTarget(profile) if profile or cluster_name else None
         if target is None:
-            _, target, _ = _resolve_target(spec_path, None, None)
+            _, target, spec = _resolve_target(spec_path, None, None)
     else:
-        name, target, _ = _resolve_target(spec_path, cluster_name, profile)
+        name, target, spec = _resolve_target(spec_path, cluster_name, profile)
     results = []
     with events() as shown, open_cloud(target, on_progress=shown.progress) as prov:
         names = expired_clusters(prov) if expired else [name]
@@ -272,6 +289,10 @@ def down(
             confirm(f"Delete cluster(s) {', '.join(names)} and everything in them?")
         for cluster in names:
             results.append(run_down(cluster, prov, shown, keep_local=keep_local))
+            if not keep_local:  # the cloud is empty now: so goes the cluster's stored PKI
+                from stackfleet.statestore import forget
+
+                forget(cluster, spec.state if spec else None)
     data = [vars(r) for r in results]
     rows = [(r.cluster, r.machines, r.groups, r.rules, r.keys, r.spread_groups) for r in results]
     emit(

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("stackfleet.cli.cluster_cmds:down", "Delete everything tagged with the cluster."),
     "ssh": ("stackfleet.cli.ssh_cmd:ssh", "Open a shell or run a command on a node."),
     "kubeconfig": ("stackfleet.cli.spec_cmds:kubeconfig", "Write the cluster's admin kubeconfig."),
+    "state": ("stackfleet.cli.state_cmds:state", "Push or pull the PKI to/from a state store."),
     "simulator": ("stackfleet.cli.simulator_cmd:simulator", "Run the CloudStack API simulator."),
 }
 
@@ -54,12 +55,20 @@ def cli() -> None:
     """Stand up TLS etcd + Kubernetes clusters on Apache CloudStack, and tear them down.
 
     Exit codes: 0 ok; 1 the cloud or the cluster failed; 2 bad input (spec, flags,
-    credentials); 130 interrupted (run the same command again to continue).
+    credentials); 130 interrupted by SIGINT or SIGHUP, 143 by SIGTERM (run the same
+    command again to continue).
     """
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Entry point: runs the group and returns the exit code."""
+    """Entry point: runs the group and returns the exit code.
+
+    SIGTERM (a CI runner cancelling the job) and SIGHUP stop the run as Ctrl-C does: at
+    the point the main thread was, the engine's clean-up (the lock's release) runs, one
+    "interrupted" line is printed, exit 130 (SIGINT, SIGHUP) or 143 (SIGTERM)."""
+    from stackfleet.cli.common import install_signal_handlers
+
+    install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="stackfleet", standalone_mode=True)
     except SystemExit as exc:

@@ -29,6 +29,7 @@ cloud:
   # bootstrap: auto          # auto | allocate | reboot | ssh (auto: from the zone type)
   # concurrency: 8           # VMs deployed at once; raise it for clouds that cope
   # timeout_s: 1800          # every wait gives up after this, naming what it waited for
+  # userdata_limit: 32768    # the cloud's vm.userdata.max.length (base64 characters)
 os: {os}                     # flatcar | ubuntu
 roles:
   etcd: {{count: 3}}          # odd: 1, 3 or 5
@@ -144,7 +145,6 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
     """
     from stackfleet.cloudconfig_templates.render import userdata_size
     from stackfleet.pki import write_private
-    from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
 
     spec = load(spec_path)
     docs, nodes, _ = _render(spec, from_cloud)
@@ -165,10 +165,16 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
             "role": roles[name],
             "bytes": len(text.encode()),
             "base64": userdata_size(text),
-            "limit": DEFAULT_USERDATA_LIMIT,
+            "limit": spec.userdata_limit,
         }
         for name, text in docs.items()
     ]
+    over = [d["node"] for d in data if d["base64"] > spec.userdata_limit]
+    if over:
+        note(
+            f"{len(over)} document(s) over cloud.userdata_limit ({spec.userdata_limit}): "
+            f"{', '.join(over)}; `up` would refuse them"
+        )
     rows = [(d["node"], d["role"], d["bytes"], d["base64"], d["limit"]) for d in data]
     emit(data, settings().output, "userdata", ["node", "role", "bytes", "base64", "limit"], rows)
 
@@ -183,12 +189,20 @@ def validate(spec_path: Path) -> None:
     Checks: the spec schema and cross-field rules; each document's YAML, cloud-init schema
     (ubuntu) or coreos-cloudinit keys (flatcar), units via systemd-analyze, etcd flags.
     """
+    from stackfleet.cloudconfig_templates.render import userdata_size
     from stackfleet.cloudconfig_templates.validate import validate_cluster, validate_document
 
     spec = load(spec_path)
     docs, nodes, inp = _render(spec, from_cloud=False)
     problems = [
         f"{n.name}: {p}" for n in nodes for p in validate_document(spec.os, n.role, docs[n.name])
+    ]
+    limit = spec.userdata_limit
+    sizes = {n.name: userdata_size(docs[n.name]) for n in nodes}
+    problems += [
+        f"{name}: userdata is {size} base64 characters, over cloud.userdata_limit ({limit})"
+        for name, size in sizes.items()
+        if size > limit
     ]
     problems += list(validate_cluster(inp, docs))
     if problems:
@@ -215,9 +229,15 @@ def kubeconfig(spec_path: Path, out: Path | None) -> None:
     control = next((n for n in nodes if n.role == "control" and n.ip), None)
     if control is None:
         raise NotFound(f"cluster {spec.name!r} has no control node with an IP yet")
+    from stackfleet.statestore import pull
+
+    pull(spec.name, spec.state)  # a state store's PKI, if the spec or env names one
     pki_dir = state.cluster_dir(spec.name) / "pki"
     if not (pki_dir / "kube-ca.crt").exists():
-        raise NotFound(f"{pki_dir}: no PKI for {spec.name!r}: it lives on the machine that ran up")
+        raise NotFound(
+            f"{pki_dir}: no PKI for {spec.name!r}: bring it with `stackfleet state pull` "
+            "or set `state:` (or STACKFLEET_STATE) to its store"
+        )
     from stackfleet.cloudconfig_templates.model import NodeInfo
 
     pki = load_or_create(pki_dir, spec.name, [NodeInfo(n.name, n.role, n.ip) for n in nodes])

@@ -16,6 +16,7 @@ from typing import Any
 
 from stackfleet.artifacts import ARTIFACT_NAMES, FILE_NAME_PATTERN, ArtifactPin
 from stackfleet.errors import BadInput, SpecError
+from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
 DURATION_PATTERN = r"^[0-9]+[mhd]$"
@@ -99,6 +100,14 @@ SCHEMA: dict[str, Any] = {
                 "bootstrap": {"type": "string", "enum": list(STRATEGIES)},
                 "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
                 "timeout_s": {"type": "integer", "minimum": 30, "maximum": 7200},
+                "userdata_limit": {
+                    "type": "integer",
+                    "minimum": 1024,
+                    "maximum": 1048576,
+                    "default": DEFAULT_USERDATA_LIMIT,
+                    "description": "largest userdata the cloud accepts, in base64 characters "
+                    "(its vm.userdata.max.length setting)",
+                },
                 "simulator": {
                     "type": "object",
                     "additionalProperties": False,
@@ -160,6 +169,13 @@ SCHEMA: dict[str, Any] = {
                 **{name: _pin_schema for name in ARTIFACT_NAMES},
             },
         },
+        "state": {
+            "type": "string",
+            "pattern": r"^(s3://[^/?\s]+(/[^?\s]*)?(\?\S*)?|file:///\S*|/\S*|local)$",
+            "errorMessage": "must be s3://bucket/prefix, file:///path or local",
+            "description": "where the PKI lives besides this machine: s3://bucket/prefix "
+            "(README: State store); default the local folder",
+        },
         "ttl": {
             "type": "string",
             "pattern": DURATION_PATTERN,
@@ -202,6 +218,9 @@ class Spec:
     # cloud.simulator: the embedded simulator's hypervisor and the QEMU router's mirror.
     simulator_hypervisor: str | None = None
     simulator_mirror: str | None = None
+    # cloud.userdata_limit: the cloud's vm.userdata.max.length, in base64 characters.
+    userdata_limit: int = DEFAULT_USERDATA_LIMIT
+    state: str | None = None  # the state store's URL (None: STACKFLEET_STATE or local)
     source: str = field(default="<spec>", compare=False)
 
     def role(self, role: str) -> RoleSpec | None:
@@ -219,38 +238,116 @@ def parse_duration(text: str) -> int:
     return int(text[:-1]) * units[text[-1]]
 
 
-def _unique_key_loader() -> Any:
-    """A SafeLoader that refuses a key given twice (YAML would keep the last silently)."""
-    import yaml
+# Bounds on what loading a spec may cost, checked before and while parsing: a spec is
+# a short text file, so anything past these is a mistake or an attack (a "billion
+# laughs" of nested aliases, a value nested thousands deep), refused in one line.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_SPEC_DEPTH = 32
 
-    class UniqueKeyLoader(yaml.SafeLoader):
+
+def _spec_loader() -> Any:
+    """A SafeLoader that refuses a key given twice (YAML would keep the last silently),
+    aliases (`*name`: a spec never needs them, and they are how a tiny file expands to
+    gigabytes), nesting deeper than MAX_SPEC_DEPTH, and integers too long to convert."""
+    import yaml
+    from yaml.constructor import ConstructorError
+    from yaml.error import MarkedYAMLError
+    from yaml.events import AliasEvent, CollectionStartEvent
+
+    class Refused(MarkedYAMLError):
+        """Valid YAML that a spec may not contain."""
+
+    class SpecLoader(yaml.SafeLoader):
+        refused = Refused
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+                raise Refused(
+                    None,
+                    None,
+                    "YAML anchors (&name) and aliases (*name) are not allowed in a spec: "
+                    "write the value out",
+                    event.start_mark,
+                )
+            nested = self.check_event(CollectionStartEvent)
+            if nested:
+                if self._depth >= MAX_SPEC_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise Refused(
+                        None,
+                        None,
+                        f"nested more than {MAX_SPEC_DEPTH} levels deep, the most a spec allows",
+                        mark,
+                    )
+                self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                if nested:
+                    self._depth -= 1
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
+                try:
+                    again = key in seen
+                except TypeError:  # a list or mapping as a key
+                    raise ConstructorError(
+                        None, None, "a key must be a plain word or number", key_node.start_mark
+                    ) from None
+                if again:
+                    raise ConstructorError(
                         None, None, f"duplicate key {key!r}", key_node.start_mark
                     )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
-    return UniqueKeyLoader
+        def construct_yaml_int(self, node: Any) -> Any:
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # Python's cap on digits (4300)
+                raise ConstructorError(
+                    None, None, "a number too long to be one", node.start_mark
+                ) from None
+
+    SpecLoader.add_constructor("tag:yaml.org,2002:int", SpecLoader.construct_yaml_int)
+    return SpecLoader
 
 
 def load_spec(path: Path) -> Spec:
     import yaml
 
     try:
-        text = path.read_text()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)  # bounded: /dev/zero is a file too
     except OSError as exc:
         raise BadInput(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise BadInput(
+            f"{path}: larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB, the most a spec may be "
+            "(is this the right file?)"
+        )
     try:
-        data = yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BadInput(
+            f"{path}: not UTF-8 text (byte {exc.start}, line {line}); a spec is a YAML text "
+            "file: save it as UTF-8"
+        ) from None
+    loader = _spec_loader()  # a SafeLoader subclass
+    try:
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", exc)
+        if mark is not None and isinstance(exc, loader.refused):
+            raise BadInput(f"{path}, line {mark.line + 1}: {problem}") from None
         where = f" at line {mark.line + 1}" if mark else ""
-        raise BadInput(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise BadInput(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_spec(data, source=str(path))
 
 
@@ -304,6 +401,10 @@ def _check_against_schema(
             problems.append((where, f"{value!r} {said}"))
         elif schema.get("format") == "cidr" and _bad_cidr(value):
             problems.append((where, f"{value!r} is not a CIDR such as 10.0.0.0/16"))
+        elif schema.get("format") == "cidr" and _host_bits(value):
+            problems.append(
+                (where, f"{value!r} has host bits set: did you mean {_host_bits(value)}?")
+            )
         elif len(value) < schema.get("minLength", 0):
             problems.append((where, "must not be empty"))
 
@@ -335,6 +436,17 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
     svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)
     if _overlap(pod, svc):
         problems.append(("network.service_cidr", f"{svc} overlaps network.pod_cidr {pod}"))
+    if net.get("flannel_backend") == "host-gw":
+        # host-gw sends pod addresses as packet sources; CloudStack's security-group zones
+        # (the zones stackfleet builds on) drop any source but the VM's own (anti-spoofing).
+        problems.append(
+            (
+                "network.flannel_backend",
+                "host-gw cannot work in CloudStack security-group zones: they drop packets "
+                "whose source is not the VM's own address (anti-spoofing), and host-gw sends "
+                "pod addresses; use vxlan",
+            )
+        )
     _artifact_checks(data.get("artifacts"), problems)
 
 
@@ -408,6 +520,7 @@ def _build(data: dict[str, Any], source: str) -> Spec:
         bootstrap=cloud.get("bootstrap", "auto"),
         concurrency=cloud.get("concurrency", 8),
         timeout_s=cloud.get("timeout_s", 1800),
+        userdata_limit=cloud.get("userdata_limit", DEFAULT_USERDATA_LIMIT),
         os=flavor,
         roles=tuple(roles),
         pod_cidr=net.get("pod_cidr", DEFAULT_POD_CIDR),
@@ -419,6 +532,7 @@ def _build(data: dict[str, Any], source: str) -> Spec:
         kubernetes_version=data.get("kubernetes", {}).get("version", DEFAULT_KUBERNETES),
         artifacts_base_url=arts.get("base_url"),
         ttl_seconds=parse_duration(ttl) if ttl else None,
+        state=data.get("state"),
         artifact_pins=tuple(
             ArtifactPin(
                 name=name,
@@ -453,6 +567,19 @@ def _bad_cidr(text: str) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _host_bits(text: str) -> str | None:
+    """For a CIDR with host bits set (10.244.1.1/16), the network it lies in; else None."""
+    return None if _is_network(text) else str(ipaddress.ip_network(text, strict=False))
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        return False
+    return True
 
 
 def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
