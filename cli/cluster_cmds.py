@@ -207,7 +207,7 @@ def up(spec_path: Path, wait: bool | None) -> None:
 
 
 def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> None:
-    from stackfleet.provisioners.reach import refuse_simulated
+    from stackfleet.provisioners.reach import check_reachable
 
     members = [m for m in machines if m.role == "etcd"]
     if wait is None:
@@ -232,7 +232,7 @@ def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> Non
         address = machine.public_ip or machine.private_ip
         return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
 
-    refuse_simulated(members)
+    check_reachable(members)
     wait_for_etcd(members, ssh, deadline_s=spec.timeout_s, events=events)
 
 

@@ -28,7 +28,7 @@ def ssh(spec_path: Path, node: str, command: tuple[str, ...], user: str | None, 
     """
     from stackfleet import state
     from stackfleet.cli.cluster_cmds import _spec_target
-    from stackfleet.provisioners.reach import refuse_simulated
+    from stackfleet.provisioners.reach import check_reachable
     from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect, run
     from stackfleet.provisioners.ssh_push import host_key
@@ -42,7 +42,7 @@ def ssh(spec_path: Path, node: str, command: tuple[str, ...], user: str | None, 
     if machine is None:
         known = ", ".join(sorted(machines)) or "none"
         raise NotFound(f"NODE: no node {node!r} in cluster {spec.name} (nodes: {known})")
-    refuse_simulated([machine])
+    check_reachable([machine])
     address = machine.public_ip or machine.private_ip
     if not address:
         raise NotFound(f"{node}: has no IP yet (state {machine.state})")

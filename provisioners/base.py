@@ -62,6 +62,8 @@ class Machine:
     tags: Mapping[str, str] = field(default_factory=dict)
     # Nothing runs behind it (a simulator's VM): never open a connection to its address.
     simulated: bool = False
+    # Its address exists only inside this local network namespace (the QEMU mini-cloud).
+    netns: str | None = None
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,22 @@ def namespace() -> str | None:
     return _namespace or os.environ.get(ENV) or None
 
 
-def refuse_simulated(machines: Iterable[Machine]) -> None:
+def check_reachable(machines: Iterable[Machine]) -> None:
+    """Before dialling these machines: refuse simulated ones, and follow the namespace a
+    QEMU mini-cloud names for its guests (so a client of `simulator serve` that did not
+    export STACKFLEET_NODE_NETNS still never dials them from the host's network)."""
+    machines = list(machines)
     simulated = sorted(m.name for m in machines if m.simulated)
     if simulated:
         raise NothingRuns(
             f"{', '.join(simulated)}: simulated VM(s) (hypervisor Simulator) run nothing, so "
             "there is nothing to connect to (the simulator's QEMU hypervisor boots real ones)"
         )
+    named = {m.netns for m in machines if m.netns}
+    if len(named) > 1:
+        raise CloudError(f"nodes live in different network namespaces: {', '.join(sorted(named))}")
+    if named:
+        confine(named.pop())
 
 
 def open_tcp(host: str, port: int, timeout_s: float) -> socket.socket:

@@ -19,7 +19,7 @@ from typing import Any
 from stackfleet import state
 from stackfleet.errors import CloudError, NotFound
 from stackfleet.provisioners.base import Machine
-from stackfleet.provisioners.reach import refuse_simulated
+from stackfleet.provisioners.reach import check_reachable
 from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect_when_up, run
 from stackfleet.spec import Spec
 
@@ -68,7 +68,7 @@ def push_all(
 ) -> None:
     key = state.operator_ssh_key(spec.name).private_path
     login = user or LOGIN_USERS[spec.os]
-    refuse_simulated(targets)
+    check_reachable(targets)
     for machine in targets:
         address = machine.public_ip or machine.private_ip
         if not address:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 SIMULATED = "Simulator"
+# The VM detail naming the network namespace a QEMU guest's address lives in.
+NETNS_DETAIL = "stackfleet:netns"
 # What `--hypervisor` and the spec accept. "external" is for tests that stand up a host
 # of their own at a VM's address (sshd in a namespace): nothing runs, but the VMs report
 # KVM so that the client does connect to them.

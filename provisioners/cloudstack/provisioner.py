@@ -55,6 +55,10 @@ def _tag_params(tags: Mapping[str, str]) -> dict[str, str]:
     return params
 
 
+# Our simulator's QEMU guests name the network namespace their address lives in.
+NETNS_DETAIL = "stackfleet:netns"
+
+
 def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
     nics = vm.get("nic") or []
     ip = next((n.get("ipaddress") for n in nics if n.get("ipaddress")), None)
@@ -68,6 +72,7 @@ def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
         tags=_tags(vm),
         # CloudStack's own simulator (and ours) reports this for VMs that run nothing.
         simulated=vm.get("hypervisor") == "Simulator",
+        netns=(vm.get("details") or {}).get(NETNS_DETAIL),
     )
 
 

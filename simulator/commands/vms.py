@@ -30,6 +30,7 @@ from stackfleet.simulator.commands import keypairs as kpmod
 from stackfleet.simulator.commands import security_groups as sgmod
 from stackfleet.simulator.commands import tags as tagmod
 from stackfleet.simulator.commands.catalog_cmds import vm_count
+from stackfleet.simulator.hypervisor import NETNS_DETAIL
 from stackfleet.simulator.state import Doc, Tx
 
 MAX_GET_USERDATA = 4096  # UserDataManagerImpl.MAX_HTTP_GET_LENGTH (base64 characters)
@@ -61,13 +62,20 @@ def display_state(tx: Tx, vm: Doc, now: float) -> str:
 def render(tx: Tx, vm: Doc, now: float, state: str | None = None) -> dict[str, Any]:
     sgs = [g for g in (tx.get("sg", i) for i in vm["securitygroupids"]) if g]
     ags = [g for g in (tx.get("ag", i) for i in vm["affinitygroupids"]) if g]
-    return shapes.virtual_machine(
+    out = shapes.virtual_machine(
         vm,
         state or display_state(tx, vm, now),
         [shapes.vm_security_group(g) for g in sgs],
         [shapes.vm_affinity_group(g) for g in ags],
         tagmod.tags_for(tx, "UserVm", vm["id"]),
     )
+    namespace = getattr(tx.hypervisor, "namespace", None)
+    if namespace and vm.get("hypervisor") == tx.hypervisor.reported_name:
+        # A QEMU guest's address exists only in this namespace: say so, so that a client
+        # of `simulator serve` never dials it from the host (a VM detail, as CloudStack
+        # reports others there).
+        out["details"] = {**out["details"], NETNS_DETAIL: namespace}
+    return out
 
 
 def get_vm(ctx: Ctx, name: str = "id") -> Doc:

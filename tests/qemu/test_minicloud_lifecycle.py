@@ -66,9 +66,14 @@ def _boot_one_guest(values: dict[str, str]) -> None:
     )["jobid"]
     for _ in range(240):
         if api.call("queryAsyncJobResult", {"jobid": job})["jobstatus"] != 0:
-            return
+            break
         time.sleep(0.5)
-    raise AssertionError("deploy never finished")
+    else:
+        raise AssertionError("deploy never finished")
+    vm = api.call("listVirtualMachines", {"name": "lifecycle-1"})["virtualmachine"][0]
+    # The guest says where its address lives, so no client dials it from the host.
+    assert vm["hypervisor"] == "KVM"
+    assert vm["details"]["stackfleet:netns"] == values["STACKFLEET_NODE_NETNS"]
 
 
 def _leftovers(namespace: str, runtime: Path) -> list[str]:

@@ -86,3 +86,21 @@ def test_after_the_embedded_simulator_nothing_dials_its_addresses_from_the_host(
     assert ws.run("status", "-f", str(spec)).exit_code == 0
     with pytest.raises(reach.NothingRuns, match="reachable only inside"):
         reach.open_tcp("10.12.0.10", 22, 1.0)
+
+
+def test_a_guest_that_names_its_namespace_is_dialled_only_inside_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client of `simulator serve --hypervisor qemu` that did not export
+    STACKFLEET_NODE_NETNS: the VM's detail names the namespace, and that is where the
+    socket is made (here a namespace that does not exist: refused, nothing dialled)."""
+    from stackfleet.provisioners.base import Machine
+
+    monkeypatch.delenv(reach.ENV, raising=False)
+    monkeypatch.setattr(reach, "_namespace", None)
+    monkeypatch.setattr(reach, "_confined", False)
+    guest = Machine("id", "n-etcd-1", "etcd", "Running", "10.12.0.10", netns="sfsim-absent")
+    reach.check_reachable([guest])
+    assert reach.namespace() == "sfsim-absent"
+    with pytest.raises(reach.CloudError, match="no such network namespace"):
+        reach.open_tcp("10.12.0.10", 22, 1.0)
