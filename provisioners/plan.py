@@ -216,9 +216,19 @@ def local_ca_tags(cluster: str) -> dict[str, str]:
 
 
 def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
-    """Spec changes the running cluster cannot take: offering and template (on the VMs),
-    and the cluster-wide settings recorded as tags (a cluster without them is accepted)."""
+    """Spec changes the running cluster cannot take: the cluster-wide settings recorded as
+    tags (a cluster without them is accepted, and tagged), then offering and template (on
+    the VMs)."""
     out = []
+    running = [m for m in live.machines if m.state not in BROKEN_STATES]
+    if running:
+        for field_name, value in setting_values(spec).items():
+            recorded = live.tags.get(SETTING_TAGS[field_name])
+            if recorded and recorded != value:
+                out.append(
+                    f"{field_name}: {recorded} -> {value}: {_SETTING_HOW[field_name]}; keep "
+                    f"{recorded} (or make a new cluster with `down` and `up`)"
+                )
     wanted = dict(spec.machine_names())
     kept = [m for m in live.machines if m.name in wanted and m.state not in BROKEN_STATES]
     for r in spec.roles:
@@ -239,15 +249,6 @@ def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
                 f"machine's {what} is not supported yet; scale roles.{key}.count to 0 and "
                 f"back, or keep {', '.join(was)}"
             )
-    running = [m for m in live.machines if m.state not in BROKEN_STATES]
-    if running:
-        for field_name, value in setting_values(spec).items():
-            recorded = live.tags.get(SETTING_TAGS[field_name])
-            if recorded and recorded != value:
-                out.append(
-                    f"{field_name}: {recorded} -> {value}: {_SETTING_HOW[field_name]}; keep "
-                    f"{recorded} (or make a new cluster with `down` and `up`)"
-                )
     return out
 
 
