@@ -20,7 +20,7 @@ from stackfleet.cli.common import (
     spec_option,
 )
 from stackfleet.cli.output import emit, note
-from stackfleet.errors import BadInput
+from stackfleet.errors import BadInput, ExitCode, StackfleetError
 
 
 def _target_options(func: Any) -> Any:
@@ -134,26 +134,43 @@ def status(spec_path: Path, cluster_name: str | None, profile: str | None) -> No
 
 @click.command()
 @spec_option
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when nothing would change, 2 when `up` has changes to make, 1 on an "
+    "error (as terraform plan does).",
+)
 @global_options
 @handle_errors
-def plan(spec_path: Path) -> None:
+def plan(spec_path: Path, detailed_exitcode: bool) -> None:
     """Show what `up` would create, change or delete, diffed with what the cloud has.
 
-    Reads only. JSON: {"cluster", "strategy", "actions": [{"verb", "kind", "name",
-    "detail"}]}.
+    Reads only, and refuses exactly where `up` would (same diff, same checks). JSON:
+    {"cluster", "strategy", "actions": [{"verb", "kind", "name", "detail"}]}.
     """
-    from stackfleet.provisioners.plan import make_plan
+    try:
+        actions = _plan(spec_path)
+    except StackfleetError as exc:
+        if detailed_exitcode:
+            exc.exit_code = ExitCode.CLOUD_FAILURE  # 2 means "changes pending" here
+        raise
+    if detailed_exitcode and actions:
+        raise click.exceptions.Exit(2)
+
+
+def _plan(spec_path: Path) -> list[Any]:
+    from stackfleet import state
+    from stackfleet.cli.spec_cmds import EXAMPLE_KEY
+    from stackfleet.provisioners.plan import local_ca_tags, make_plan
     from stackfleet.provisioners.session import open_cloud
+    from stackfleet.provisioners.up import preflight
 
     spec = load(spec_path)
+    # The key `up` would register: the one this machine holds, or (none yet) a new one.
+    public_key = state.operator_public_key(spec.name)
     with open_cloud(_spec_target(spec)) as prov:
-        result = make_plan(spec, prov)
-    if result.machines_missing or result.machines_unfinished:
-        # What `up` checks before creating anything: refuse here too, naming the node.
-        from stackfleet.cli.spec_cmds import EXAMPLE_KEY
-        from stackfleet.provisioners.bootstrap import preflight
-
-        preflight(spec, result.resolved.zone.userdata_limit, EXAMPLE_KEY)
+        result = make_plan(spec, prov, public_key, local_ca_tags(spec.name))
+        preflight(spec, prov, result, public_key or EXAMPLE_KEY)
     actions = result.actions()
     data = {
         "cluster": spec.name,
@@ -163,6 +180,25 @@ def plan(spec_path: Path) -> None:
     rows = [(a.verb, a.kind, a.name, a.detail) for a in actions]
     title = f"plan for {spec.name}: {len(actions)} change(s)" if actions else "no changes"
     emit(data, settings().output, title, ["action", "kind", "name", "detail"], rows)
+    return actions
+
+
+def _approve(plan: Any, shown: Any) -> None:
+    """Before destroying machines: show the plan (on stderr: stdout may be JSON) and ask;
+    without a terminal (and without --yes), refuse in one line."""
+    import sys
+
+    names = sorted(m.name for m in plan.destroys())
+    question = f"Destroy {len(names)} VM(s) ({', '.join(names)})?"
+    if settings().yes or not sys.stdin.isatty():
+        confirm(question)
+        return
+    with shown.paused():
+        actions = plan.actions()
+        click.echo(f"plan for {plan.spec.name}: {len(actions)} change(s)", err=True)
+        for a in actions:
+            click.echo(f"  {a.verb:9} {a.kind:12} {a.name}  {a.detail}".rstrip(), err=True)
+        confirm(question)
 
 
 @click.command()
@@ -179,7 +215,8 @@ def plan(spec_path: Path) -> None:
 def up(spec_path: Path, wait: bool | None) -> None:
     """Create the cluster, or repair it to match the spec. A second run changes nothing.
 
-    Safe to interrupt and run again: it finds what exists by tags and names. JSON:
+    Safe to interrupt and run again: it finds what exists by tags and names. Shows the
+    plan and asks before destroying any VM, unless --yes (no terminal: refuses). JSON:
     {"changed": bool, "actions": [...], "status": <the status object>}.
     """
     from stackfleet.cli.progress import events
@@ -190,7 +227,7 @@ def up(spec_path: Path, wait: bool | None) -> None:
     spec = load(spec_path)
     with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
         with guard_up(spec.name, spec.state, prov):  # the store's PKI, checked with the cloud
-            result = run_up(spec, prov, shown)
+            result = run_up(spec, prov, shown, approve=lambda p: _approve(p, shown))
         live = prov.live_state(spec.name)
         _wait_ready(spec, live.machines, wait, shown)
     data: dict[str, Any] = {

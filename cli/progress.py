@@ -26,6 +26,10 @@ class PlainEvents:
             self._last_progress = (what, done)
             self.phase(f"  {what}: {done}/{total} done")
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        yield
+
 
 class RichEvents:
     def __init__(self, progress: Any) -> None:
@@ -44,6 +48,15 @@ class RichEvents:
         if task is None:
             task = self._tasks[what] = self._progress.add_task(f"  waiting for {what}", total=total)
         self._progress.update(task, completed=done, total=total)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing (a question must stay visible), then go on."""
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
 
     def close(self) -> None:
         if self._current is not None:

@@ -64,6 +64,12 @@ class Machine:
     simulated: bool = False
     # Its address exists only inside this local network namespace (the QEMU mini-cloud).
     netns: str | None = None
+    # What it was deployed from, as the cloud reports it ("" where unknown): a spec that
+    # asks for another offering or template is refused, never silently ignored.
+    offering_id: str = ""
+    offering: str = ""
+    template_id: str = ""
+    template: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from stackfleet.errors import BadInput
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     BOOTSTRAP_TAG,
@@ -28,11 +29,30 @@ from stackfleet.spec import Spec
 
 BROKEN_STATES = ("Error", "Destroyed", "Expunging")
 
+# Cluster-wide settings a running cluster cannot change (yet): recorded as tags on the
+# cluster's etcd security group at `up`, compared with the spec on every plan. Spec field ->
+# tag. The CA fingerprints (stackfleet:ca-*) sit there too, set by the state store.
+SETTING_TAGS = {
+    "kubernetes.version": "stackfleet:kubernetes-version",
+    "os": "stackfleet:os",
+    "network.pod_cidr": "stackfleet:pod-cidr",
+    "network.service_cidr": "stackfleet:service-cidr",
+    "network.flannel_backend": "stackfleet:flannel-backend",
+}
+# How to get there, per refused setting.
+_SETTING_HOW = {
+    "kubernetes.version": "upgrades are not supported yet",
+    "os": "changing a running cluster's OS is not supported yet",
+    "network.pod_cidr": "a running cluster's pod network cannot change",
+    "network.service_cidr": "a running cluster's service network cannot change",
+    "network.flannel_backend": "changing a running cluster's flannel backend is not supported yet",
+}
+
 
 @dataclass(frozen=True)
 class Action:
-    verb: str  # create | delete | change | tag | bootstrap | start
-    kind: str  # machine | group | rules | ssh-key | spread-group
+    verb: str  # create | delete | replace | change | tag | bootstrap | start
+    kind: str  # machine | group | rule | ssh-key | spread-group | cluster
     name: str
     detail: str = ""
 
@@ -61,11 +81,20 @@ class Plan:
     # Existing machines missing tags they must carry (or carrying a wrong value): the tags.
     machines_retag: list[tuple[Machine, dict[str, str]]] = field(default_factory=list)
     desired_rules: dict[str, set[Rule]] = field(default_factory=dict)
+    # Registered, but with another key than the one this run logs in with: replaced.
+    key_replace: bool = False
+    # Cluster tags (settings, CA fingerprints, expiry) the cloud lacks: "" = made by this run.
+    cluster_tags_missing: dict[str, str] = field(default_factory=dict)
+    # Spec changes the running cluster cannot take, each one line that says how to get there.
+    refused: list[str] = field(default_factory=list)
 
     def actions(self) -> list[Action]:
         acts = []
+        key = naming.key_name(self.spec.name)
         if self.key_missing:
-            acts.append(Action("create", "ssh-key", naming.key_name(self.spec.name)))
+            acts.append(Action("create", "ssh-key", key))
+        elif self.key_replace:
+            acts.append(Action("replace", "ssh-key", key, "registered with another public key"))
         acts += [Action("create", "group", g) for g in self.groups_missing]
         for group, rules in self.rules.add.items():
             acts += [Action("create", "rule", group, r.describe()) for r in rules]
@@ -87,7 +116,19 @@ class Plan:
             for m in self.machines_unfinished
         ]
         acts += [Action("start", "machine", m.name, m.state) for m in self.machines_stopped]
+        if self.cluster_tags_missing:
+            detail = ", ".join(f"{k}={v or '(new)'}" for k, v in self.cluster_tags_missing.items())
+            acts.append(Action("tag", "cluster", self.spec.name, detail))
         return acts
+
+    def destroys(self) -> list[Machine]:
+        """The machines this plan deletes (or replaces): `up` asks before touching them."""
+        return list(self.machines_extra)
+
+    def check(self) -> None:
+        """Raise what `up` would refuse on before changing anything (one line)."""
+        if self.refused:
+            raise BadInput("; ".join(self.refused))
 
     def is_empty(self) -> bool:
         return not self.actions()
@@ -150,13 +191,89 @@ def wanted_rules(spec: Spec) -> dict[str, set[Rule]]:
     return desired_rules(roles, access, lambda role: naming.group_name(spec.name, role))
 
 
-def make_plan(spec: Spec, prov: Provisioner) -> Plan:
+def setting_values(spec: Spec) -> dict[str, str]:
+    """Spec field -> value, for the settings in SETTING_TAGS."""
+    return {
+        "kubernetes.version": spec.kubernetes_version.removeprefix("v"),
+        "os": spec.os,
+        "network.pod_cidr": spec.pod_cidr,
+        "network.service_cidr": spec.service_cidr,
+        "network.flannel_backend": spec.flannel_backend,
+    }
+
+
+def setting_tags(spec: Spec) -> dict[str, str]:
+    return {SETTING_TAGS[k]: v for k, v in setting_values(spec).items()}
+
+
+def local_ca_tags(cluster: str) -> dict[str, str]:
+    """The CA fingerprint tags `up` records (statestore.guard_up): those of the local PKI,
+    "" for a CA this run will make."""
+    from stackfleet.statestore import CA_TAGS, ca_fingerprints, local_files
+
+    have = ca_fingerprints(local_files(cluster))
+    return {tag: have.get(tag, "") for tag in CA_TAGS.values()}
+
+
+def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
+    """Spec changes the running cluster cannot take: the cluster-wide settings recorded as
+    tags (a cluster without them is accepted, and tagged), then offering and template (on
+    the VMs)."""
+    out = []
+    running = [m for m in live.machines if m.state not in BROKEN_STATES]
+    if running:
+        for field_name, value in setting_values(spec).items():
+            recorded = live.tags.get(SETTING_TAGS[field_name])
+            if recorded and recorded != value:
+                out.append(
+                    f"{field_name}: {recorded} -> {value}: {_SETTING_HOW[field_name]}; keep "
+                    f"{recorded} (or make a new cluster with `down` and `up`)"
+                )
+    wanted = dict(spec.machine_names())
+    kept = [m for m in live.machines if m.name in wanted and m.state not in BROKEN_STATES]
+    for r in spec.roles:
+        key = "workers" if r.role == "worker" else r.role
+        mine = [m for m in kept if wanted[m.name] == r.role]
+        noun = "worker" if r.role == "worker" else f"{r.role} node"
+        for what, want, have_id, have_name in (
+            ("offering", resolved.sizes[r.role], "offering_id", "offering"),
+            ("template", resolved.images[r.role], "template_id", "template"),
+        ):
+            differ = [m for m in mine if getattr(m, have_id) and getattr(m, have_id) != want.id]
+            if not differ:
+                continue
+            was = sorted({getattr(m, have_name) or getattr(m, have_id) for m in differ})
+            out.append(
+                f"roles.{key}.{what}: {', '.join(was)} -> {want.name} on {len(differ)} "
+                f"{noun}(s) ({', '.join(sorted(m.name for m in differ))}): changing a "
+                f"machine's {what} is not supported yet; scale roles.{key}.count to 0 and "
+                f"back, or keep {', '.join(was)}"
+            )
+    return out
+
+
+def make_plan(
+    spec: Spec,
+    prov: Provisioner,
+    public_key: str | None = None,
+    ca_tags: dict[str, str] | None = None,
+) -> Plan:
+    """`public_key`: the operator key `up` registers (None: this machine holds none, so
+    `up` makes a new one). `ca_tags`: the CA fingerprint tags `up` records."""
     resolved = resolve(spec, prov)
     live = prov.live_state(spec.name)
-    return diff(spec, resolved, live)
+    fingerprint = prov.key_fingerprint(public_key) if public_key else None
+    return diff(spec, resolved, live, fingerprint, ca_tags)
 
 
-def diff(spec: Spec, resolved: Resolved, live: LiveState) -> Plan:
+def diff(
+    spec: Spec,
+    resolved: Resolved,
+    live: LiveState,
+    key_fingerprint: str | None = None,
+    ca_tags: dict[str, str] | None = None,
+) -> Plan:
+    """`key_fingerprint`: that of the key `up` registers, None for a key not made yet."""
     desired = wanted_rules(spec)
     existing_groups = {g.name for g in live.groups}
     current_rules = {g.name: list(g.rules) for g in live.groups}
@@ -177,6 +294,14 @@ def diff(spec: Spec, resolved: Resolved, live: LiveState) -> Plan:
             stopped.append(m)
     extra += [m for m in live.machines if m.name not in wanted]
     etcd = spec.role("etcd")
+    key_replace = bool(live.keys) and not any(
+        k.fingerprint == "" or (key_fingerprint and k.fingerprint == key_fingerprint)
+        for k in live.keys
+    )
+    wanted_tags = {**setting_tags(spec), **(ca_tags or {})}
+    if spec.ttl_seconds and (not live.tags.get(EXPIRES_TAG) or missing):
+        wanted_tags[EXPIRES_TAG] = ""  # set (or renewed) by this run
+    tags_missing = {k: v for k, v in wanted_tags.items() if not v or live.tags.get(k) != v}
     return Plan(
         spec=spec,
         resolved=resolved,
@@ -191,4 +316,7 @@ def diff(spec: Spec, resolved: Resolved, live: LiveState) -> Plan:
         machines_stopped=stopped,
         machines_retag=machine_tag_changes(spec, live.machines, live.tags.get(EXPIRES_TAG)),
         desired_rules=desired,
+        key_replace=key_replace,
+        cluster_tags_missing=tags_missing,
+        refused=refusals(spec, resolved, live),
     )

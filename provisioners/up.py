@@ -7,10 +7,11 @@ re-run after an interruption adopts what exists instead of creating it twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stackfleet import state
-from stackfleet.errors import LimitExceeded, WaitTimeout
+from stackfleet.errors import Conflict, LimitExceeded, WaitTimeout
 from stackfleet.provisioners import bootstrap, naming
 from stackfleet.provisioners.base import (
     BOOTSTRAP_TAG,
@@ -23,9 +24,11 @@ from stackfleet.provisioners.base import (
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.lock import cluster_lock
 from stackfleet.provisioners.plan import (
+    SETTING_TAGS,
     Plan,
     cluster_tags,
     diff,
+    local_ca_tags,
     machine_tag_changes,
     machine_tags,
     make_plan,
@@ -40,24 +43,59 @@ class UpResult:
     changed: bool
 
 
-def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
+def up(
+    spec: Spec,
+    prov: Provisioner,
+    events: Events,
+    approve: Callable[[Plan], None] | None = None,
+) -> UpResult:
+    """`approve` is shown a plan that destroys machines before anything changes; it
+    raises to refuse (the CLI asks, or refuses without --yes)."""
     events.phase("reading the cloud")
-    plan = _settled_plan(spec, prov, events)
     operator = state.operator_ssh_key(spec.name)
-    if plan.is_empty() and _key_matches(prov, plan, operator.public_openssh):
+    plan = _settled_plan(spec, prov, events, operator.public_openssh)
+    preflight(spec, prov, plan, operator.public_openssh, events)
+    if plan.is_empty():
         return UpResult(plan, plan.live.machines, changed=False)
-    if plan.machines_missing:
-        _check_headroom(prov, len(plan.machines_missing) - len(plan.machines_extra))
-        events.phase("rendering every node's userdata to check its size")
-        bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, operator.public_openssh)
+    approved = {m.id for m in plan.destroys()}
+    if approved and approve is not None:
+        approve(plan)
 
     with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s):
         # Another run may have changed the cluster before we got the lock: look again.
-        plan = diff(spec, plan.resolved, prov.live_state(spec.name))
-        if plan.is_empty() and _key_matches(prov, plan, operator.public_openssh):
+        fingerprint = prov.key_fingerprint(operator.public_openssh)
+        plan = diff(spec, plan.resolved, prov.live_state(spec.name), fingerprint, _ca_tags(spec))
+        plan.check()
+        if plan.is_empty():
             return UpResult(plan, plan.live.machines, changed=False)
+        if approve is not None and not {m.id for m in plan.destroys()} <= approved:
+            raise Conflict(
+                f"cluster {spec.name} changed while this run looked at it: more machines "
+                "would be destroyed than were shown; nothing was changed: run again"
+            )
         machines = _apply(spec, prov, plan, operator.public_openssh, events)
     return UpResult(plan, machines, changed=True)
+
+
+def _ca_tags(spec: Spec) -> dict[str, str]:
+    return local_ca_tags(spec.name)
+
+
+def preflight(
+    spec: Spec, prov: Provisioner, plan: Plan, public_key: str, events: Events | None = None
+) -> None:
+    """Everything `up` refuses on before it changes anything; `plan` runs the same checks,
+    so it fails exactly where `up` would (one line each)."""
+    from stackfleet.artifacts import default_artifacts
+
+    default_artifacts(spec.kubernetes_version, spec.artifacts_base_url, spec.artifact_pins)
+    plan.check()
+    if plan.machines_missing:
+        _check_headroom(prov, len(plan.machines_missing) - len(plan.machines_extra))
+    if plan.machines_missing or plan.machines_unfinished:
+        if events is not None:
+            events.phase("rendering every node's userdata to check its size")
+        bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, public_key)
 
 
 # A run killed mid-way can leave jobs in flight: a VM still Starting or Stopping would
@@ -65,10 +103,10 @@ def up(spec: Spec, prov: Provisioner, events: Events) -> UpResult:
 TRANSITIONAL = ("Starting", "Stopping", "Migrating")
 
 
-def _settled_plan(spec: Spec, prov: Provisioner, events: Events) -> Plan:
+def _settled_plan(spec: Spec, prov: Provisioner, events: Events, public_key: str) -> Plan:
     deadline = time.monotonic() + spec.timeout_s
     while True:
-        plan = make_plan(spec, prov)
+        plan = make_plan(spec, prov, public_key, _ca_tags(spec))
         busy = sorted(
             f"{m.name} ({m.state})" for m in plan.live.machines if m.state in TRANSITIONAL
         )
@@ -90,15 +128,10 @@ def _check_headroom(prov: Provisioner, needed: int) -> None:
         )
 
 
-def _key_matches(prov: Provisioner, plan: Plan, public_openssh: str) -> bool:
-    mine = prov.key_fingerprint(public_openssh)
-    return any(k.fingerprint in ("", mine) for k in plan.live.keys)
-
-
 def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) -> list[Machine]:
     key_name = naming.key_name(spec.name)
-    if not _key_matches(prov, plan, key):
-        if plan.live.keys:
+    if plan.key_missing or plan.key_replace:
+        if plan.key_replace:
             # Registered from another state dir: replace it with the key we hold.
             prov.delete_ssh_key(key_name)
         events.phase("registering the SSH key")
@@ -107,6 +140,13 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         role = naming.role_from_group_name(spec.name, group) or "unknown"
         events.phase(f"creating security group {group}")
         prov.create_group(group, f"stackfleet {spec.name}: {role}", cluster_tags(spec, role))
+    # The cluster's settings before any machine exists: a run killed later leaves them
+    # recorded, and the next plan compares the spec with them. (The CA fingerprints are
+    # recorded by the state store's guard around `up`, the expiry at the end.)
+    settings = set(SETTING_TAGS.values())
+    recorded = {k: v for k, v in plan.cluster_tags_missing.items() if k in settings}
+    if recorded:
+        prov.set_cluster_tags(spec.name, recorded)
     spread = naming.spread_group_name(spec.name)
     if plan.spread_missing:
         # First: its job gates the etcd deploys, and runs while the rules are sent.

@@ -36,6 +36,12 @@ class OperatorKey:
     public_openssh: str
 
 
+def operator_public_key(cluster: str) -> str | None:
+    """The operator's public key if this machine holds one: read only, makes nothing."""
+    path = home() / "clusters" / cluster / "ssh" / "id_ed25519.pub"
+    return path.read_text().strip() if path.is_file() else None
+
+
 def operator_ssh_key(cluster: str) -> OperatorKey:
     """The key pair stackfleet logs in with; made once per cluster, reused after."""
     from stackfleet.pki import new_ssh_host_key, write_private

@@ -73,6 +73,10 @@ def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
         # CloudStack's own simulator (and ours) reports this for VMs that run nothing.
         simulated=vm.get("hypervisor") == "Simulator",
         netns=(vm.get("details") or {}).get(NETNS_DETAIL),
+        offering_id=vm.get("serviceofferingid") or "",
+        offering=vm.get("serviceofferingname") or "",
+        template_id=vm.get("templateid") or "",
+        template=vm.get("templatename") or "",
     )
 
 

@@ -83,7 +83,7 @@ def test_scale_down_removes_only_extra_workers(ws: Workspace) -> None:
     spec = ws.spec("scale")
     assert ws.run("up", "-f", str(spec)).exit_code == 0
     smaller = ws.spec("scale", roles={"workers": {"count": 1}})
-    up = ws.run("up", "-f", str(smaller), "-o", "json")
+    up = ws.run("up", "-f", str(smaller), "-o", "json", "--yes")
     assert up.exit_code == 0
     assert [a["name"] for a in up.json()["actions"]] == ["scale-worker-2"]
     names = [n["name"] for n in up.json()["status"]["nodes"]]

@@ -63,7 +63,7 @@ def test_up_and_down_under_faults(
     for run in range(UP_RUNS):
         # A new seed per run: the same seed replays the same faults on the same calls.
         monkeypatch.setenv("STACKFLEET_SIMULATOR_FAULTS", faults.format(seed=seed + 100 * run))
-        up = ws.run("up", "-f", str(spec), "-o", "json")
+        up = ws.run("up", "-f", str(spec), "-o", "json", "--yes")
         if up.exit_code == 0:
             break
         # What it could not do, in one line, as a cloud-side failure; then run again.
@@ -142,7 +142,7 @@ def test_up_and_down_when_answers_are_lost_after_commit(
     spec = ws.spec(name, roles=LOST_ROLES)
     for run in range(UP_RUNS):
         monkeypatch.setenv("STACKFLEET_SIMULATOR_FAULTS", faults.format(seed=seed + 100 * run))
-        up = ws.run("up", "-f", str(spec), "-o", "json")
+        up = ws.run("up", "-f", str(spec), "-o", "json", "--yes")
         dup = duplicates(ws.home)
         LOST_FIGURES["duplicates"] += len(dup)
         assert dup == []

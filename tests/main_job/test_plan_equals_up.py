@@ -1,0 +1,335 @@
+"""`plan` shows what `up` then does: compared with the simulator's request log.
+
+For each scenario, `plan -o json` runs first (it must change nothing), then `up --yes`;
+every mutating call `up` sends must belong to an action `plan` listed, and every action
+`plan` listed must show up as its call. Also: `plan --detailed-exitcode`, `up` refusing
+to destroy without --yes, and every spec change a running cluster cannot take.
+
+Real: the CLI, the simulator over signed HTTP, its request log. Simulated: the VMs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sf_testkit import Workspace, mutating
+
+from stackfleet.simulator import Simulator, SimulatorConfig
+
+# (verb, kind) of a plan action -> the API calls that may carry it out; the first one
+# must be among them.
+CALLS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("create", "ssh-key"): ("registerSSHKeyPair",),
+    ("replace", "ssh-key"): ("deleteSSHKeyPair", "registerSSHKeyPair"),
+    ("create", "group"): ("createSecurityGroup", "createTags"),
+    ("create", "rule"): ("authorizeSecurityGroupIngress", "createTags"),
+    ("delete", "rule"): ("revokeSecurityGroupIngress",),
+    ("change", "rule"): ("createTags",),
+    ("create", "spread-group"): ("createAffinityGroup",),
+    ("delete", "machine"): ("destroyVirtualMachine", "expungeVirtualMachine"),
+    ("create", "machine"): (
+        "deployVirtualMachine",
+        "updateVirtualMachine",
+        "startVirtualMachine",
+        "stopVirtualMachine",
+        "rebootVirtualMachine",
+        "createTags",
+    ),
+    ("tag", "machine"): ("createTags", "deleteTags"),
+    ("bootstrap", "machine"): ("updateVirtualMachine", "startVirtualMachine", "createTags"),
+    ("start", "machine"): ("startVirtualMachine",),
+    ("tag", "cluster"): ("createTags", "deleteTags"),
+}
+
+
+def up_calls(requests: list[dict[str, Any]]) -> list[str]:
+    """Mutating calls, without the run's lock (a security group taken and deleted)."""
+    out = []
+    for r in requests:
+        if r.get("status") != 200 or r["command"] not in mutating([r]):
+            continue
+        name = str((r.get("params") or {}).get("name", ""))
+        if r["command"] == "createSecurityGroup" and name.endswith("-lock"):
+            continue
+        if r["command"] == "deleteSecurityGroup":  # only the lock: up deletes no group
+            continue
+        out.append(r["command"])
+    return out
+
+
+def shown(action: dict[str, str]) -> tuple[str, ...]:
+    if action["kind"] == "cluster":
+        return (action["verb"], action["kind"], action["name"], tag_keys(action["detail"]))
+    return (action["verb"], action["kind"], action["name"], action["detail"])
+
+
+def tag_keys(detail: str) -> str:
+    return ",".join(sorted(pair.split("=")[0] for pair in detail.split(", ")))
+
+
+def plan_then_up(ws: Workspace, spec: Any) -> list[dict[str, str]]:
+    """Plan, check it changed nothing, run up --yes, and compare the two."""
+    before = len(ws.requests())
+    plan = ws.run("plan", "-f", str(spec), "-o", "json")
+    assert plan.exit_code == 0, plan.stderr
+    assert mutating(ws.requests()[before:]) == []
+    actions: list[dict[str, str]] = plan.json()["actions"]
+    before = len(ws.requests())
+    up = ws.run("up", "-f", str(spec), "-o", "json", "--yes")
+    assert up.exit_code == 0, up.stderr
+    # up acted on what plan printed (a CA that plan shows as "(new)", up has just made).
+    assert [shown(a) for a in up.json()["actions"]] == [shown(a) for a in actions]
+    calls = up_calls(ws.requests()[before:])
+    allowed = {c for a in actions for c in CALLS[(a["verb"], a["kind"])]}
+    assert set(calls) <= allowed, (sorted(set(calls) - allowed), actions)
+    for a in actions:
+        assert CALLS[(a["verb"], a["kind"])][0] in calls, a
+    count = {k: sum(1 for a in actions if (a["verb"], a["kind"]) == k) for k in CALLS}
+    assert calls.count("deployVirtualMachine") == count[("create", "machine")]
+    assert calls.count("destroyVirtualMachine") == count[("delete", "machine")]
+    assert calls.count("createSecurityGroup") == count[("create", "group")]
+    assert calls.count("registerSSHKeyPair") == (
+        count[("create", "ssh-key")] + count[("replace", "ssh-key")]
+    )
+    # And then there is nothing left to do.
+    again = ws.run("plan", "-f", str(spec), "-o", "json", "--detailed-exitcode")
+    assert again.exit_code == 0, (again.stderr, again.stdout)
+    return actions
+
+
+def sim_call(ws: Workspace, command: str, params: dict[str, Any]) -> Any:
+    """One API call by hand (the operator's console), on the CLI's simulator state."""
+    from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
+    from stackfleet.provisioners.credentials import Credentials
+
+    sim = Simulator.start(SimulatorConfig(state_path=ws.home / "simulator" / "state.sqlite"))
+    try:
+        api = CloudStackAPI(Credentials(sim.endpoint, sim.api_key, sim.secret, "test"))
+        if command.startswith("list"):
+            return api.list_all(command, params.pop("_key"), params)  # type: ignore[attr-defined]
+        body = api.call(command, params)  # type: ignore[attr-defined]
+        while "jobid" in body:  # done when the job is (no clock: the job decides)
+            job = api.call("queryAsyncJobResult", {"jobid": body["jobid"]})  # type: ignore[attr-defined]
+            if job.get("jobstatus") != 0:
+                assert job["jobstatus"] == 1, job
+                break
+        return body
+    finally:
+        sim.stop()
+
+
+def kinds(actions: list[dict[str, str]]) -> set[tuple[str, str]]:
+    return {(a["verb"], a["kind"]) for a in actions}
+
+
+def test_fresh_noop_scale_up_and_scale_down_as_planned(ws: Workspace) -> None:
+    spec = ws.spec("pu")
+    fresh = plan_then_up(ws, spec)
+    assert ("create", "ssh-key") in kinds(fresh) and ("tag", "cluster") in kinds(fresh)
+    assert sum(1 for a in fresh if a["kind"] == "machine") == 6
+    # A re-run: nothing planned, nothing sent.
+    before = len(ws.requests())
+    assert plan_then_up(ws, spec) == []
+    assert mutating(ws.requests()[before:]) == []
+    bigger = ws.spec("pu", roles={"workers": {"count": 4}})
+    grown = plan_then_up(ws, bigger)
+    assert [a["name"] for a in grown if a["kind"] == "machine"] == ["pu-worker-3", "pu-worker-4"]
+    smaller = ws.spec("pu", roles={"workers": {"count": 1}})
+    shrunk = plan_then_up(ws, smaller)
+    assert sorted((a["verb"], a["name"]) for a in shrunk) == [
+        ("delete", "pu-worker-2"),
+        ("delete", "pu-worker-3"),
+        ("delete", "pu-worker-4"),
+    ]
+
+
+def test_without_yes_and_without_a_terminal_up_destroys_nothing(ws: Workspace) -> None:
+    spec = ws.spec("ask")
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    for smaller in (
+        ws.spec("ask", roles={"workers": {"count": 0}}),
+        ws.spec("ask", roles={"etcd": {"count": 1}}),  # 3 -> 1: asked, never silent
+    ):
+        before = len(ws.requests())
+        up = ws.run("up", "-f", str(smaller))
+        assert up.exit_code == 2
+        error = up.stderr.strip().splitlines()[-1]
+        assert error.startswith("error: Destroy 2 VM(s) (ask-")
+        assert error.endswith("refusing without --yes (no terminal to ask)")
+        assert mutating(ws.requests()[before:]) == []
+    # Creating asks nothing.
+    assert ws.run("up", "-f", str(ws.spec("ask", roles={"workers": {"count": 3}}))).exit_code == 0
+
+
+def test_etcd_three_to_one_is_planned_as_what_up_does(ws: Workspace) -> None:
+    assert ws.run("up", "-f", str(ws.spec("e31"))).exit_code == 0
+    actions = plan_then_up(ws, ws.spec("e31", roles={"etcd": {"count": 1}}))
+    assert {(a["verb"], a["name"]) for a in actions if a["kind"] == "machine"} == {
+        ("delete", "e31-etcd-2"),
+        ("delete", "e31-etcd-3"),
+    }
+
+
+def test_a_lost_key_pair_a_revoked_rule_and_lost_tags_are_planned(ws: Workspace) -> None:
+    spec = ws.spec("rep", roles={"etcd": {"count": 1}, "workers": {"count": 1}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    sim_call(ws, "deleteSSHKeyPair", {"name": "rep-key"})
+    assert kinds(plan_then_up(ws, spec)) == {("create", "ssh-key")}
+
+    groups = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "rep-worker"}
+    )
+    rule = groups[0]["ingressrule"][0]
+    sim_call(ws, "revokeSecurityGroupIngress", {"id": rule["ruleid"]})
+    assert kinds(plan_then_up(ws, spec)) == {("create", "rule")}
+
+    vms = sim_call(ws, "listVirtualMachines", {"_key": "virtualmachine", "keyword": "rep"})
+    etcd = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "rep-etcd"}
+    )[0]
+    vm = next(v for v in vms if v["name"] == "rep-worker-1")
+    sim_call(
+        ws,
+        "deleteTags",
+        {"resourcetype": "UserVm", "resourceids": vm["id"], "tags[0].key": "stackfleet:role"},
+    )
+    sim_call(
+        ws,
+        "deleteTags",
+        {
+            "resourcetype": "SecurityGroup",
+            "resourceids": etcd["id"],
+            "tags[0].key": "stackfleet:kubernetes-version",
+            "tags[1].key": "stackfleet:ca-kube",
+        },
+    )
+    actions = plan_then_up(ws, spec)
+    assert kinds(actions) == {("tag", "machine"), ("tag", "cluster")}
+    cluster = next(a for a in actions if a["kind"] == "cluster")
+    assert "stackfleet:kubernetes-version=1.31.4" in cluster["detail"]
+    assert "stackfleet:ca-kube=" in cluster["detail"]
+
+
+def test_a_key_pair_registered_from_elsewhere_is_replaced_as_planned(ws: Workspace) -> None:
+    spec = ws.spec("rk", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    # Another operator's key under the cluster's key name.
+    from stackfleet.pki import new_ssh_host_key
+
+    sim_call(ws, "deleteSSHKeyPair", {"name": "rk-key"})
+    other = new_ssh_host_key().public_openssh
+    sim_call(ws, "registerSSHKeyPair", {"name": "rk-key", "publickey": other})
+    assert kinds(plan_then_up(ws, spec)) == {("replace", "ssh-key")}
+
+
+def test_detailed_exitcode(ws: Workspace) -> None:
+    spec = ws.spec("dx", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    pending = ws.run("plan", "-f", str(spec), "--detailed-exitcode")
+    assert pending.exit_code == 2 and "plan for dx" in pending.stdout
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    assert ws.run("plan", "-f", str(spec), "--detailed-exitcode").exit_code == 0
+    bad = ws.spec("dx", roles={"etcd": {"count": 1}, "workers": {"count": 0}},
+                  kubernetes={"version": "1.99.0"})  # fmt: skip
+    failed = ws.run("plan", "-f", str(bad), "--detailed-exitcode")
+    assert failed.exit_code == 1
+    assert failed.stderr.strip().startswith("error: kubernetes.version")
+    assert len(failed.stderr.strip().splitlines()) == 1
+    # Without the flag, bad input keeps its exit code 2.
+    assert ws.run("plan", "-f", str(bad)).exit_code == 2
+
+
+def test_plan_fails_where_up_fails(ws: Workspace) -> None:
+    unsupported = ws.spec("pf", kubernetes={"version": "1.99.0"})
+    too_many = ws.spec("pf2", roles={"workers": {"count": 30}})  # 34 VMs, limit 20
+    for spec, code, start in (
+        (unsupported, 2, "error: kubernetes.version: '1.99.0' has no pinned checksums"),
+        (too_many, 1, "error: the account may create 20 more VM(s) but the cluster needs 34"),
+    ):
+        plan = ws.run("plan", "-f", str(spec))
+        up = ws.run("up", "-f", str(spec))
+        assert (plan.exit_code, up.exit_code) == (code, code)
+        assert plan.stderr.strip().startswith(start), plan.stderr
+        assert up.stderr.strip().splitlines()[-1] == plan.stderr.strip()
+    assert mutating(ws.requests()) == []
+
+
+REFUSED = [
+    (
+        {"roles": {"workers": {"count": 2, "offering": "Medium"}}},
+        "error: roles.workers.offering: Large -> Medium on 2 worker(s) (sc-worker-1, "
+        "sc-worker-2): changing a machine's offering is not supported yet; scale "
+        "roles.workers.count to 0 and back, or keep Large",
+    ),
+    (
+        {"roles": {"control": {"count": 1, "template": "Ubuntu 24.04 LTS"}}},
+        "error: roles.control.template: Flatcar Container Linux stable -> Ubuntu 24.04 LTS",
+    ),
+    ({"kubernetes": {"version": "1.33.5"}}, "error: kubernetes.version: 1.31.4 -> 1.33.5: "),
+    ({"os": "ubuntu"}, "error: os: flatcar -> ubuntu: "),
+    ({"network": {"pod_cidr": "10.50.0.0/16"}}, "error: network.pod_cidr: 10.244.0.0/16 -> "),
+    ({"network": {"service_cidr": "10.97.0.0/16"}}, "error: network.service_cidr: 10.96.0.0/12"),
+]
+
+
+@pytest.mark.parametrize(("change", "start"), REFUSED, ids=lambda v: str(v)[:30])
+def test_a_spec_change_the_cluster_cannot_take_is_refused(
+    ws: Workspace, change: dict[str, Any], start: str
+) -> None:
+    base = {"roles": {"etcd": {"count": 1}, "control": {"count": 1}, "workers": {"count": 2}}}
+    assert ws.run("up", "-f", str(ws.spec("sc", **base))).exit_code == 0
+    roles = {**base["roles"], **change.get("roles", {})}
+    changed = ws.spec("sc", **{**change, "roles": roles})
+    before = len(ws.requests())
+    for command in (["plan"], ["up", "--yes"]):
+        result = ws.run(*command, "-f", str(changed))
+        assert result.exit_code == 2, result.stdout
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith(start), line
+    assert mutating(ws.requests()[before:]) == []
+
+
+def test_a_cluster_recorded_with_another_flannel_backend_is_refused(ws: Workspace) -> None:
+    # host-gw cannot be asked for in these zones (the spec refuses it): a cluster recorded
+    # with it stands for one made by another version of stackfleet.
+    spec = ws.spec("fb", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "fb-etcd"}
+    )[0]
+    tag = {"resourcetype": "SecurityGroup", "resourceids": group["id"]}
+    sim_call(ws, "deleteTags", {**tag, "tags[0].key": "stackfleet:flannel-backend"})
+    sim_call(
+        ws,
+        "createTags",
+        {**tag, "tags[0].key": "stackfleet:flannel-backend", "tags[0].value": "host-gw"},
+    )
+    before = len(ws.requests())
+    plan = ws.run("plan", "-f", str(spec))
+    assert plan.exit_code == 2
+    assert plan.stderr.strip() == (
+        "error: network.flannel_backend: host-gw -> vxlan: changing a running cluster's "
+        "flannel backend is not supported yet; keep host-gw (or make a new cluster with "
+        "`down` and `up`)"
+    )
+    assert mutating(ws.requests()[before:]) == []
+
+
+def test_a_cluster_without_recorded_settings_is_accepted_and_tagged(ws: Workspace) -> None:
+    spec = ws.spec("old", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "old-etcd"}
+    )[0]
+    keys = ["kubernetes-version", "os", "pod-cidr", "service-cidr", "flannel-backend"]
+    params = {f"tags[{i}].key": f"stackfleet:{k}" for i, k in enumerate(keys)}
+    sim_call(ws, "deleteTags", {"resourcetype": "SecurityGroup", "resourceids": group["id"],
+                                **params})  # fmt: skip
+    # A cluster made before the settings were recorded, now asked for another version:
+    # nothing to compare with, so it is accepted as it is and recorded.
+    actions = plan_then_up(ws, spec)
+    assert kinds(actions) == {("tag", "cluster")}
+    newer = ws.spec("old", roles={"etcd": {"count": 1}, "workers": {"count": 0}},
+                    kubernetes={"version": "1.33.5"})  # fmt: skip
+    refused = ws.run("plan", "-f", str(newer))
+    assert refused.exit_code == 2 and "kubernetes.version: 1.31.4 -> 1.33.5" in refused.stderr
