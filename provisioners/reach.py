@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
-import threading
 from collections.abc import Iterable
 
 from stackfleet.errors import CloudError
@@ -26,7 +25,6 @@ _namespace: str | None = None
 # Set once this process has talked to the embedded simulator: its VMs' addresses are
 # reachable inside its guests' namespace or nowhere, never through the host's network.
 _confined = False
-_lock = threading.Lock()
 
 
 class NothingRuns(CloudError):
@@ -93,16 +91,16 @@ def _socket_in(name: str) -> socket.socket:
         raise CloudError(f"{ENV}={name}: no such network namespace ({exc.strerror})") from None
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        with _lock:
-            if libc.setns(target, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise CloudError(f"cannot enter network namespace {name}: {os.strerror(err)}")
-            try:
-                return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            finally:
-                if libc.setns(home, _CLONE_NEWNET) != 0:
-                    # Staying in the guests' namespace would send every later request there.
-                    os._exit(70)
+        # setns moves only this thread; other threads keep the host's network meanwhile.
+        if libc.setns(target, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise CloudError(f"cannot enter network namespace {name}: {os.strerror(err)}")
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        finally:
+            if libc.setns(home, _CLONE_NEWNET) != 0:
+                # Staying in the guests' namespace would send every later request there.
+                os._exit(70)
     finally:
         os.close(target)
         os.close(home)

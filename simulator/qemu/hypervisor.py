@@ -24,7 +24,7 @@ from typing import Any
 from stackfleet.simulator import catalog as cat
 from stackfleet.simulator.qemu.guest import Guest
 from stackfleet.simulator.qemu.image import BaseImage, ensure_base_image, qemu_accel
-from stackfleet.simulator.qemu.network import Network, alive, namespace_name
+from stackfleet.simulator.qemu.network import Network, alive, namespace_name, pid_alive
 
 REPORTED_NAME = "KVM"
 # Where each live mini-cloud notes its runtime directory, so `simulator clean` finds the
@@ -61,7 +61,7 @@ class QemuHypervisor:
         # has no owner process, since it lives from one CLI invocation to the next.
         self.owner_pid = owner_pid
         self.network = Network(namespace_name(runtime), runtime)
-        self.accel, self.accel_reason = qemu_accel()
+        self.accel, _ = qemu_accel()
         self._image: BaseImage | None = None
 
     @property
@@ -80,10 +80,6 @@ class QemuHypervisor:
         if self._image is None:
             self._image = ensure_base_image()
         return self._image
-
-    def prepare(self) -> None:
-        """Build or find the base image now, rather than inside the first start."""
-        self.image()
 
     # ---- the hooks the API's job effects call -------------------------------------------
 
@@ -139,7 +135,7 @@ class QemuHypervisor:
     # ---- the mini-cloud as a whole ---------------------------------------------------------
 
     def guests(self) -> list[Guest]:
-        return [Guest(self.runtime, p.stem) for p in sorted(self.runtime.glob("*.qcow2"))]
+        return guests_in(self.runtime)
 
     def remove_all(self) -> None:
         for guest in self.guests():
@@ -188,7 +184,7 @@ def clean(log: Any = print, everything: bool = False) -> int:
     A mini-cloud whose `serve` process is still alive is kept unless `everything`; the
     embedded simulator's (no owner process) is removed, and its VMs, still listed in its
     state file, then run nothing. Returns how many were removed."""
-    from stackfleet.simulator.qemu.network import kill_all_in, namespaces
+    from stackfleet.simulator.qemu.network import namespaces
 
     found = set(namespaces())
     if REGISTRY.is_dir():
@@ -204,25 +200,19 @@ def clean(log: Any = print, everything: bool = False) -> int:
                 runtime, owner = Path(data["runtime"]), data.get("owner")
             except (ValueError, KeyError, OSError):
                 runtime = None
-        if owner and not everything and _alive_pid(int(owner)):
+        if owner and not everything and pid_alive(int(owner)):
             log(f"kept {name}: its simulator (pid {owner}) is running (--all removes it too)")
             continue
         removed += 1
-        killed = kill_all_in(name) if name in namespaces() else 0
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
-        disks = 0
-        if runtime is not None and runtime.is_dir():
-            for disk in runtime.glob("*.qcow2"):
-                Guest(runtime, disk.stem).remove()
-                disks += 1
+        killed = Network(name, runtime or REGISTRY).remove()
+        disks = guests_in(runtime) if runtime is not None else []
+        for guest in disks:
+            guest.remove()
         entry.unlink(missing_ok=True)
-        log(f"removed {name}: {killed} process(es), {disks} guest disk(s)")
+        log(f"removed {name}: {killed} process(es), {len(disks)} guest disk(s)")
     return removed
 
 
-def _alive_pid(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def guests_in(runtime: Path) -> list[Guest]:
+    """The guests whose disks are in a runtime directory (running or stopped)."""
+    return [Guest(runtime, p.stem) for p in sorted(runtime.glob("*.qcow2"))]

