@@ -64,7 +64,8 @@ def up(
     with cluster_lock(prov, spec.name, max_age_s=spec.timeout_s):
         # Another run may have changed the cluster before we got the lock: look again.
         fingerprint = prov.key_fingerprint(operator.public_openssh)
-        plan = diff(spec, plan.resolved, prov.live_state(spec.name), fingerprint, _ca_tags(spec))
+        live = prov.live_state(spec.name)
+        plan = diff(spec, plan.resolved, live, fingerprint, local_ca_tags(spec.name))
         plan.check()
         if plan.is_empty():
             return UpResult(plan, plan.live.machines, changed=False)
@@ -75,10 +76,6 @@ def up(
             )
         machines = _apply(spec, prov, plan, operator.public_openssh, events)
     return UpResult(plan, machines, changed=True)
-
-
-def _ca_tags(spec: Spec) -> dict[str, str]:
-    return local_ca_tags(spec.name)
 
 
 def preflight(
@@ -106,7 +103,7 @@ TRANSITIONAL = ("Starting", "Stopping", "Migrating")
 def _settled_plan(spec: Spec, prov: Provisioner, events: Events, public_key: str) -> Plan:
     deadline = time.monotonic() + spec.timeout_s
     while True:
-        plan = make_plan(spec, prov, public_key, _ca_tags(spec))
+        plan = make_plan(spec, prov, public_key, local_ca_tags(spec.name))
         busy = sorted(
             f"{m.name} ({m.state})" for m in plan.live.machines if m.state in TRANSITIONAL
         )
