@@ -114,7 +114,7 @@ class CreateRun:
             return
         self.prov.set_userdata(docs)
         # Only now: a kill before this line leaves the VM unmarked, so it is redone.
-        self.prov._tag("UserVm", list(docs), self.written_tags)
+        self.prov._tag("UserVm", list(docs), self.written_tags, check=True)
         by_id = {m.id: m for m in waiting}
         for vm_id in docs:
             name = by_id[vm_id].name

@@ -353,7 +353,13 @@ class CloudStackProvisioner(Provisioner):
         group = body.get("affinitygroup", body)
         return SpreadGroup(id=group["id"], name=group["name"])
 
-    def _tag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+    def _tag(
+        self,
+        resource_type: str,
+        ids: Sequence[str],
+        tags: Mapping[str, str],
+        check: bool = False,
+    ) -> None:
         """Fire createTags without waiting: nothing in a run reads its own tags back (roles
         are remembered, names identify). `set_cluster_tags` for the lock waits for every
         job fired so far in one shared round and reports a failed one with its error."""
@@ -363,10 +369,11 @@ class CloudStackProvisioner(Provisioner):
             "createTags",
             {"resourcetype": resource_type, "resourceids": ",".join(ids), **_tag_params(tags)},
         )
-        # Unchecked: tags are read back (the lock's confirming read; the next run finds an
-        # untagged resource by name and adopts it), so no query per tag job.
+        # Mostly unchecked: tags are read back (the lock's confirming read; the next run
+        # finds an untagged resource by name and adopts it), so no query per tag job. The
+        # bootstrap marker is checked: a run must not report a node done that is not.
         self.jobs.background(
-            str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}", check=False
+            str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}", check=check
         )
 
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
@@ -508,7 +515,7 @@ class CloudStackProvisioner(Provisioner):
         ]
 
     def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        self._tag("UserVm", ids, tags)
+        self._tag("UserVm", ids, tags, check=True)
 
     def _vms_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.api.list_all("listVirtualMachines", "virtualmachine", {"ids": ",".join(ids)})

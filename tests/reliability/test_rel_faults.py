@@ -78,7 +78,7 @@ def test_up_and_down_under_faults(
         assert run == 0, "transport faults and slow jobs alone must not stop `up`"
     nodes = up.json()["status"]["nodes"]
     assert [n["name"] for n in nodes] == [f"{name}-etcd-1", f"{name}-control-1", f"{name}-worker-1"]
-    assert all(n["state"] == "Running" and n["bootstrapped"] for n in nodes)
+    assert all(n["state"] == "Running" and n["bootstrapped"] for n in nodes), (nodes, up.stderr)
     dup = duplicates(ws.home)
     FIGURES["duplicates"] += len(dup)
     assert dup == []
