@@ -1,23 +1,45 @@
-"""`stackfleet simulator serve`: run the CloudStack API simulator for any client.
+"""`stackfleet simulator serve|env|stop|clean|image`: the CloudStack API simulator for any client.
 
-The simulator is imported inside the command, so `stackfleet --help` stays fast.
+`serve --detach` starts the server in the background and `env` prints its credentials as
+`export` lines; simulator/detach.py keeps its files. The simulator is imported inside the
+commands, so `stackfleet --help` stays fast.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
+
+from stackfleet.cli.common import global_options, handle_errors, settings
+
+if TYPE_CHECKING:
+    from stackfleet.simulator.app import Simulator
+    from stackfleet.simulator.detach import Files, Record
+
+# How long `serve --detach` waits for the server to listen (a QEMU mini-cloud first starts
+# its router and network namespace).
+DETACH_START_S = 120.0
 
 
 class ServeError(click.ClickException):
     """Bad option values or an unusable state file are bad input: exit 2, one line."""
 
     exit_code = 2
+
+
+class DetachError(click.ClickException):
+    """A detached server that runs already, or did not start: exit 1, one line."""
+
+    exit_code = 1
 
 
 @click.group("simulator")
@@ -97,9 +119,17 @@ def simulator() -> None:
 @click.option(
     "--api-key",
     default=None,
-    help="Accept this API key (default: the state file's, or a new random one).",
+    envvar="STACKFLEET_SIMULATOR_API_KEY",
+    help="Accept this API key (default: the state file's, or a new random one). "
+    "Env: STACKFLEET_SIMULATOR_API_KEY.",
 )
-@click.option("--secret", default=None, help="Accept this secret key (default: as --api-key).")
+@click.option(
+    "--secret",
+    default=None,
+    envvar="STACKFLEET_SIMULATOR_SECRET",
+    help="Accept this secret key (default: as --api-key). Env: STACKFLEET_SIMULATOR_SECRET "
+    "(keeps it out of the process list).",
+)
 @click.option(
     "--request-log",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -138,6 +168,12 @@ def simulator() -> None:
     help="With --hypervisor qemu: a folder the guests' router serves at "
     "http://<gateway>:8090/ (an artifacts.base_url for clouds with no internet).",
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Run in the background (pid file and log in the state dir) and return once it "
+    "answers; `simulator env` prints its credentials, `simulator stop` ends it.",
+)
 def serve(
     host: str,
     port: int,
@@ -158,18 +194,39 @@ def serve(
     password_port: int | None,
     hypervisor: str | None,
     mirror: Path | None,
+    detach: bool,
 ) -> None:
-    """Serve the CloudStack API until interrupted.
+    """Serve the CloudStack API until SIGINT/SIGTERM.
 
-    Prints CLOUDSTACK_ENDPOINT, CLOUDSTACK_KEY and CLOUDSTACK_SECRET lines once it
-    listens, so `eval "$(stackfleet simulator serve ... &)"`-style wrappers can point
-    any CloudStack client at it.
+    In the foreground it prints CLOUDSTACK_ENDPOINT=, CLOUDSTACK_KEY= and
+    CLOUDSTACK_SECRET= lines (a dotenv file) once it listens. With --detach it runs in
+    the background: `eval "$(stackfleet simulator env)"` then points any CloudStack
+    client at it, and `stackfleet simulator stop` ends it.
     """
+    from stackfleet.errors import BadInput
+    from stackfleet.simulator import parse_faults, parse_latency
+
+    try:
+        latencies = parse_latency(latency)
+        fault_config = parse_faults(faults, fault_commands) if faults else None
+    except BadInput as exc:
+        raise ServeError(str(exc)) from None
+    if detach:
+        _start_detached(click.get_current_context())
+        return
     import tempfile
 
-    from stackfleet.errors import BadInput
-    from stackfleet.simulator import Simulator, SimulatorConfig, parse_faults, parse_latency
+    from stackfleet.simulator import Simulator, SimulatorConfig
+    from stackfleet.simulator import detach as detached
 
+    # Set only in the child of `serve --detach`: it reports to those files, and its
+    # output (a log file) never holds the secret.
+    reporting = os.environ.pop(detached.CHILD_ENV, None)
+    where = detached.files(Path(reporting)) if reporting else None
+    try:
+        claimed = detached.claim(where) if where else None
+    except detached.AlreadyRunning as exc:
+        raise DetachError(str(exc)) from None
     scratch = None
     if hypervisor == "qemu" and state is None:
         # The guests' router reads the VMs from a file: keep an in-memory cloud in a
@@ -179,10 +236,10 @@ def serve(
     try:
         cfg = SimulatorConfig(
             state_path=state,
-            latency=parse_latency(latency),
+            latency=latencies,
             rtt=rtt,
             rate_limit=rate_limit,
-            faults=parse_faults(faults, fault_commands) if faults else None,
+            faults=fault_config,
             vm_limit=vm_limit,
             hosts=hosts,
             api_key=api_key,
@@ -197,38 +254,220 @@ def serve(
             hypervisor=hypervisor,
             mirror=mirror.resolve() if mirror else None,
         )
-    except BadInput as exc:
-        raise ServeError(str(exc)) from None
-    try:
-        sim = Simulator.start(cfg)
-    except BadInput as exc:
-        raise ServeError(str(exc)) from None
-    except OSError as exc:
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    done = threading.Event()
+        try:
+            sim = Simulator.start(cfg)
+        except BadInput as exc:
+            raise ServeError(str(exc)) from None
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        done = threading.Event()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        done.set()
+        def on_stop_signal(signum: int, frame: FrameType | None) -> None:
+            done.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    click.echo(f"CLOUDSTACK_ENDPOINT={sim.endpoint}")
-    click.echo(f"CLOUDSTACK_KEY={sim.api_key}")
-    click.echo(f"CLOUDSTACK_SECRET={sim.secret}")
+        signal.signal(signal.SIGTERM, on_stop_signal)
+        signal.signal(signal.SIGINT, on_stop_signal)
+        try:
+            _announce(sim, where)
+            done.wait()
+        finally:
+            sim.stop()
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+        if where is not None and claimed is not None:
+            detached.release(where, claimed)
+
+
+def _announce(sim: Simulator, where: Files | None) -> None:
+    """Foreground: the dotenv lines on stdout. Detached: the record, and no secret."""
+    from stackfleet.simulator.detach import Record, publish
+
+    record = Record(
+        pid=os.getpid(),
+        endpoint=sim.endpoint,
+        api_key=sim.api_key,
+        secret=sim.secret,
+        node_netns=sim.namespace,
+        metadata_url=sim.metadata_url,
+        password_url=sim.password_url,
+    )
+    if where is None:
+        for name, value in record.environment().items():
+            click.echo(f"{name}={value}")
+    else:
+        publish(where, record)
+        click.echo(f"listening on {sim.endpoint} (pid {os.getpid()})")
+        if sim.namespace:
+            click.echo(f"STACKFLEET_NODE_NETNS={sim.namespace}")
     if sim.metadata_url:
         click.echo(f"# metadata: {sim.metadata_url}")
     if sim.password_url:
         click.echo(f"# password server: {sim.password_url}")
-    if sim.namespace:
-        # Guests are reachable only inside this namespace; stackfleet dials them there.
-        click.echo(f"STACKFLEET_NODE_NETNS={sim.namespace}")
     sys.stdout.flush()  # a parent reading our stdout needs the lines now
+
+
+def _start_detached(ctx: click.Context) -> None:
+    """Start `serve` again as a child in its own session, wait until it answers, return."""
+    from stackfleet.simulator import detach as detached
+
+    where = detached.files()
+    pid = detached.running_pid(where)
+    if pid is not None:
+        raise DetachError(
+            f"a detached simulator runs already (pid {pid}); `stackfleet simulator stop` "
+            "ends it, `stackfleet simulator env` prints its credentials"
+        )
+    detached.remove_stale(where)
+    env = {**os.environ, detached.CHILD_ENV: str(where.directory)}
+    for name, variable in (
+        ("api_key", "STACKFLEET_SIMULATOR_API_KEY"),
+        ("secret", "STACKFLEET_SIMULATOR_SECRET"),
+    ):
+        if ctx.params.get(name) is not None:
+            env[variable] = ctx.params[name]  # the environment, not argv: `ps` shows argv
+    log = os.open(where.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(log, 0o600)
     try:
-        done.wait()
+        child = subprocess.Popen(
+            [sys.executable, "-m", "stackfleet", "simulator", "serve", *_child_args(ctx)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=where.directory,
+            start_new_session=True,  # no terminal: a closed shell or Ctrl-C leaves it be
+        )
     finally:
-        sim.stop()
-        if scratch is not None:
-            scratch.cleanup()
+        os.close(log)
+    record = _wait_for_record(where, child)
+    _wait_until_answers(record.endpoint)
+    click.echo(f"simulator running in the background (pid {record.pid}): {record.endpoint}")
+    click.echo(
+        'eval "$(stackfleet simulator env)" points clients at it; '
+        f"`stackfleet simulator stop` ends it; log: {where.log}"
+    )
+
+
+def _child_args(ctx: click.Context) -> list[str]:
+    """The options given, for the child: paths made absolute (it runs elsewhere), the
+    credentials left out (they go by environment)."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in {"detach", "api_key", "secret"}:
+            continue
+        value = ctx.params.get(param.name or "")
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = value.expanduser().resolve()
+        args += [param.opts[0], str(value)]
+    return args
+
+
+def _wait_for_record(where: Files, child: subprocess.Popen[bytes]) -> Record:
+    from stackfleet.simulator.detach import NotRunning, current
+
+    deadline = time.monotonic() + DETACH_START_S
+    while True:
+        code = child.poll()
+        if code is not None:
+            why = f"the simulator did not start: {_last_line(where.log)}"
+            raise ServeError(why) if code == 2 else DetachError(why)  # bad input stays 2
+        try:
+            record = current(where)
+        except NotRunning:
+            record = None
+        if record is not None and record.pid == child.pid:
+            return record
+        if time.monotonic() > deadline:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise DetachError(
+                f"the simulator did not listen within {DETACH_START_S:.0f} s; see {where.log}"
+            )
+        time.sleep(0.05)
+
+
+def _wait_until_answers(endpoint: str) -> None:
+    """One HTTP answer (any status) from the API on loopback. Other addresses are not
+    dialled: the record is written once the server listens, which is enough there."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(url.hostname or "", url.hostname or "")
+    if host not in {"127.0.0.1", "::1", "localhost"} and not host.startswith("127."):
+        return
+    deadline = time.monotonic() + 10
+    while True:
+        # http.client, not urllib: no proxy from the environment may carry this away.
+        conn = http.client.HTTPConnection(host, url.port, timeout=2)
+        try:
+            conn.request("GET", url.path)
+            conn.getresponse().read()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise DetachError(f"the simulator at {endpoint} does not answer: {exc}") from None
+            time.sleep(0.1)
+        finally:
+            conn.close()
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    last = lines[-1] if lines else "it exited without a word"
+    return last.removeprefix("Error: ")
+
+
+@simulator.command("env")
+@global_options
+@handle_errors
+def env() -> None:
+    """Print `export CLOUDSTACK_...` lines for the detached server, for `eval`.
+
+    `eval "$(stackfleet simulator env)"`; no server running: one line, exit 1. The lines
+    hold the API secret: that is the point of the command. JSON: the same variables as one
+    object.
+    """
+    import json
+    import shlex
+
+    from stackfleet.simulator.detach import current, files
+
+    variables = current(files()).environment()
+    if settings().output == "json":
+        click.echo(json.dumps(variables, indent=2))
+        return
+    for name, value in variables.items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@simulator.command("stop")
+@global_options
+@handle_errors
+def stop() -> None:
+    """End the detached server: SIGTERM, its clean-up, SIGKILL after 30 s. Exit 0 also
+    when none runs. JSON: {"pid", "stopped", "killed"}."""
+    import json
+
+    from stackfleet.simulator.detach import STOP_GRACE_S, files
+    from stackfleet.simulator.detach import stop as stop_server
+
+    result = stop_server(files())
+    if settings().output == "json":
+        data = {"pid": result.pid, "stopped": result.pid is not None, "killed": result.killed}
+        click.echo(json.dumps(data, indent=2))
+    elif result.pid is None:
+        click.echo("no detached simulator was running")
+    elif result.killed:
+        click.echo(
+            f"the simulator (pid {result.pid}) ignored SIGTERM for {STOP_GRACE_S:.0f} s and "
+            "was killed; `stackfleet simulator clean` removes QEMU guests it may have left"
+        )
+    else:
+        click.echo(f"simulator stopped (pid {result.pid})")
 
 
 @simulator.command("clean")
