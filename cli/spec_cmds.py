@@ -1,8 +1,9 @@
-"""init, validate, schema, render, kubeconfig: commands about the spec and its documents.
+"""init, validate, schema, render: commands about the spec and its documents.
 
-Only `render --from-cloud` and `kubeconfig` read the cloud (for real IPs); the rest work
+Only `render --from-cloud` reads the cloud (for real IPs); the rest work
 offline, rendering with example IPs from TEST-NET-1 (192.0.2.0/24) and a throw-away PKI,
-so they never touch the cluster's real keys.
+so they never touch the cluster's real keys. With `-o json` each prints the shape
+docs/output.md gives for it on stdout; notes for people stay on stderr.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import click
 
 from stackfleet.cli.common import global_options, handle_errors, load, settings, spec_option
 from stackfleet.cli.output import emit, note
-from stackfleet.errors import BadInput, NotFound
+from stackfleet.errors import BadInput, NotFound, SpecError
 
-SPEC_TEMPLATE = """\
-# stackfleet cluster spec. Reference: README.md ("Spec reference");
-# editors can check it against `stackfleet schema`.
+# `init` writes `stackfleet schema`'s output under this name beside the spec, and the
+# spec's modeline points at it: yaml-language-server (VS Code, Neovim, Helix...) resolves
+# a relative modeline path against the YAML file, and needs no network for it.
+SCHEMA_FILE = "stackfleet.schema.json"
+MODELINE = f"# yaml-language-server: $schema=./{SCHEMA_FILE}\n"
+
+SPEC_TEMPLATE = (
+    MODELINE
+    + """\
+# stackfleet cluster spec. Reference: README.md ("Spec reference"). The line above lets
+# editors check it against ./{schema_file}, the output of `stackfleet schema`
+# (refresh it after an upgrade: stackfleet schema > {schema_file}).
 name: {name}                 # lower-case letters, digits, '-'; names every resource
 cloud:
   profile: {profile}         # 'simulator', or a section of ~/.cloudstack.ini
@@ -48,8 +58,16 @@ kubernetes:
   version: 1.31.4
 # artifacts:
 #   base_url: http://mirror.internal/stackfleet   # a mirror with the upstream file names
-# ttl: 2h                    # `stackfleet down --expired` removes the cluster after this
+# ttl: 1h30m                 # `stackfleet down --expired` removes the cluster after this
 """
+)
+
+
+def schema_text() -> str:
+    """What `stackfleet schema` prints, and `init` writes beside the spec."""
+    from stackfleet.spec import SCHEMA
+
+    return json.dumps(SCHEMA, indent=2) + "\n"
 
 
 @click.command()
@@ -64,27 +82,60 @@ kubernetes:
 @global_options
 @handle_errors
 def init(spec_path: Path, name: str, profile: str, zone: str, flavor: str, force: bool) -> None:
-    """Write a commented cluster spec (stackfleet.yaml unless -f)."""
-    from stackfleet.spec import parse_spec
-
-    text = SPEC_TEMPLATE.format(name=name, profile=profile, zone=zone, os=flavor)
+    """Write a commented cluster spec (stackfleet.yaml unless -f), and beside it
+    stackfleet.schema.json, which the spec's first line points editors at."""
     import yaml
 
+    from stackfleet.spec import SCHEMA, parse_spec
+
+    text = SPEC_TEMPLATE.format(
+        name=name, profile=profile, zone=zone, os=flavor, schema_file=SCHEMA_FILE
+    )
     parse_spec(yaml.safe_load(text), source="the generated spec")  # --name etc. checked here
+    schema_path = spec_path.parent / SCHEMA_FILE
     if spec_path.exists() and not force:
         raise BadInput(f"{spec_path}: already exists; pass --force to overwrite")
-    spec_path.write_text(text)
-    note(f"wrote {spec_path}; next: stackfleet plan -f {spec_path}")
+    if not force and not _ours_or_absent(schema_path, SCHEMA["$id"]):
+        raise BadInput(
+            f"{schema_path}: exists and is not stackfleet's schema; move it, or pass --force "
+            "to overwrite it"
+        )
+    for path, content in ((spec_path, text), (schema_path, schema_text())):
+        try:
+            path.write_text(content)
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot write it ({exc.strerror or exc})") from None
+    note(f"wrote {spec_path} and {schema_path}; next: stackfleet plan -f {spec_path}")
+    if settings().output == "json":
+        emit(
+            {"spec": str(spec_path), "schema": str(schema_path), "schema_id": SCHEMA["$id"]},
+            "json",
+            "",
+            [],
+            [],
+        )
+
+
+def _ours_or_absent(path: Path, schema_id: str) -> bool:
+    """Refreshing a schema an earlier `init` or `stackfleet schema` wrote is fine; a
+    file of the same name that is something else is the user's."""
+    try:
+        return json.loads(path.read_text()).get("$id") == schema_id
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @click.command()
 @global_options
 @handle_errors
 def schema() -> None:
-    """Print the spec's JSON Schema (draft 2020-12), for editors and CI linters."""
-    from stackfleet.spec import SCHEMA
+    """Print the spec's JSON Schema (draft 2020-12), for editors and CI linters.
 
-    click.echo(json.dumps(SCHEMA, indent=2))
+    It is JSON whatever -o says. `stackfleet validate` checks specs against exactly this.
+    """
+    click.echo(schema_text(), nl=False)
 
 
 def _example_nodes(spec: Any) -> list[Any]:
@@ -148,26 +199,29 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
 
     spec = load(spec_path)
     docs, nodes, _ = _render(spec, from_cloud)
+    roles = {n.name: n.role for n in nodes}
+
+    def sizes(name: str) -> dict[str, Any]:
+        text = docs[name]
+        size = {"bytes": len(text.encode()), "base64": userdata_size(text)}
+        return {"node": name, "role": roles[name], **size, "limit": spec.userdata_limit}
+
     if node is not None:
         if node not in docs:
             raise NotFound(f"--node: no node {node!r}; nodes: {', '.join(docs)}")
-        click.echo(docs[node], nl=False)
+        if settings().output == "json":
+            emit({**sizes(node), "document": docs[node]}, "json", "", [], [])
+        else:
+            click.echo(docs[node], nl=False)
         return
     if out is not None:
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, text in docs.items():
             write_private(out / f"{name}.yaml", text)
         note(f"wrote {len(docs)} documents to {out}")
-    roles = {n.name: n.role for n in nodes}
     data = [
-        {
-            "node": name,
-            "role": roles[name],
-            "bytes": len(text.encode()),
-            "base64": userdata_size(text),
-            "limit": spec.userdata_limit,
-        }
-        for name, text in docs.items()
+        {**sizes(name), "file": str(out / f"{name}.yaml") if out is not None else None}
+        for name in docs
     ]
     over = [d["node"] for d in data if d["base64"] > spec.userdata_limit]
     if over:
@@ -190,57 +244,60 @@ def validate(spec_path: Path) -> None:
     (ubuntu) or coreos-cloudinit keys (flatcar), units via systemd-analyze, etcd flags.
     """
     from stackfleet.cloudconfig_templates.render import userdata_size
-    from stackfleet.cloudconfig_templates.validate import validate_cluster, validate_document
+    from stackfleet.cloudconfig_templates.validate import validate_cluster
 
-    spec = load(spec_path)
+    as_json = settings().output == "json"
+    try:
+        spec = load(spec_path)
+    except SpecError as exc:
+        if as_json:
+            found = [_problem("spec", where, said) for where, said in exc.problems]
+            _emit_validation(spec_path, [], found)
+        raise
+    except BadInput as exc:
+        if as_json:
+            _emit_validation(spec_path, [], [_problem("file", str(spec_path), str(exc))])
+        raise
     docs, nodes, inp = _render(spec, from_cloud=False)
-    problems = [
-        f"{n.name}: {p}" for n in nodes for p in validate_document(spec.os, n.role, docs[n.name])
-    ]
     limit = spec.userdata_limit
     sizes = {n.name: userdata_size(docs[n.name]) for n in nodes}
+    # validate_cluster checks every document, then what must agree between them.
+    # validate_cluster's lines start with the node, or `etcd` for a disagreement.
+    problems = [_located(line, docs) for line in validate_cluster(inp, docs)]
     problems += [
-        f"{name}: userdata is {size} base64 characters, over cloud.userdata_limit ({limit})"
+        _problem(
+            "document",
+            name,
+            f"userdata is {size} base64 characters, over cloud.userdata_limit ({limit})",
+        )
         for name, size in sizes.items()
         if size > limit
     ]
-    problems += list(validate_cluster(inp, docs))
+    checked = [
+        {"node": n.name, "role": n.role, "base64": sizes[n.name], "limit": limit} for n in nodes
+    ]
+    if as_json:
+        _emit_validation(spec_path, checked, problems)
     if problems:
-        raise BadInput(f"{spec_path}: {len(problems)} problem(s): " + "; ".join(problems))
+        said = "; ".join(f"{p['where']}: {p['message']}" for p in problems)
+        raise BadInput(f"{spec_path}: {len(problems)} problem(s): {said}")
     note(f"{spec_path}: ok ({len(docs)} node documents checked)")
 
 
-@click.command()
-@spec_option
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write it (default: the cluster's state dir).",
-)
-@global_options
-@handle_errors
-def kubeconfig(spec_path: Path, out: Path | None) -> None:
-    """Write the cluster's admin kubeconfig (0600) and print its path."""
-    from stackfleet import state
-    from stackfleet.pki import admin_kubeconfig, load_or_create, write_private
+def _problem(kind: str, where: str, message: str) -> dict[str, str]:
+    return {"kind": kind, "where": where, "message": message}
 
-    spec = load(spec_path)
-    nodes = _cloud_nodes(spec)
-    control = next((n for n in nodes if n.role == "control" and n.ip), None)
-    if control is None:
-        raise NotFound(f"cluster {spec.name!r} has no control node with an IP yet")
-    from stackfleet.statestore import pull
 
-    pull(spec.name, spec.state)  # a state store's PKI, if the spec or env names one
-    pki_dir = state.cluster_dir(spec.name) / "pki"
-    if not (pki_dir / "kube-ca.crt").exists():
-        raise NotFound(
-            f"{pki_dir}: no PKI for {spec.name!r}: bring it with `stackfleet state pull` "
-            "or set `state:` (or STACKFLEET_STATE) to its store"
-        )
-    from stackfleet.cloudconfig_templates.model import NodeInfo
+def _located(line: str, docs: dict[str, str]) -> dict[str, str]:
+    """'demo-etcd-1: problem' -> a document's problem; 'etcd: ...' -> the cluster's."""
+    where, _, message = line.partition(": ")
+    if not message:
+        return _problem("cluster", "", line)
+    return _problem("document" if where in docs else "cluster", where, message)
 
-    pki = load_or_create(pki_dir, spec.name, [NodeInfo(n.name, n.role, n.ip) for n in nodes])
-    path = out or state.cluster_dir(spec.name) / "admin.kubeconfig"
-    write_private(path, admin_kubeconfig(pki, spec.name, f"{control.ip}:6443"))
-    click.echo(str(path))
+
+def _emit_validation(
+    spec_path: Path, nodes: list[dict[str, Any]], problems: list[dict[str, str]]
+) -> None:
+    result = {"spec": str(spec_path), "ok": not problems, "nodes": nodes, "problems": problems}
+    emit(result, "json", "", [], [])

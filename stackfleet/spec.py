@@ -1,188 +1,41 @@
 """The cluster spec: YAML in, a validated `Spec` out, every problem reported at once.
 
-The JSON Schema below is the single description of the format: `stackfleet schema`
-prints it, and `_check_against_schema` walks it, so the two never disagree. Checks a
-schema cannot express (an even etcd count, overlapping CIDRs) follow in `_semantic_checks`.
+The JSON Schema (stackfleet/spec_schema.py) is the single description of the format:
+`stackfleet schema` prints it, and the `jsonschema` library checks the spec against
+exactly it. Checks a schema cannot express (an even etcd count, overlapping CIDRs)
+follow in `_semantic_checks`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackfleet.artifacts import ARTIFACT_NAMES, FILE_NAME_PATTERN, ArtifactPin
+from stackfleet.artifacts import ARTIFACT_NAMES, ArtifactPin
 from stackfleet.errors import BadInput, SpecError
 from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
+from stackfleet.spec_schema import (
+    DURATION_EXAMPLES,
+    DURATION_PATTERN,
+    DURATION_UNITS,
+    FLAVORS,
+    ROLE_KEYS,
+    SCHEMA,
+    STRATEGIES,
+    schema_problems,
+)
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
-DURATION_PATTERN = r"^[0-9]+[mhd]$"
-FLAVORS = ("flatcar", "ubuntu")
-STRATEGIES = ("auto", "allocate", "reboot", "ssh")
+__all__ = ["FLAVORS", "ROLE_KEYS", "SCHEMA", "STRATEGIES", "Spec", "load_spec", "parse_spec"]
+
 DEFAULT_TEMPLATES = {
     "flatcar": "Flatcar Container Linux stable",
     "ubuntu": "Ubuntu 24.04 LTS",
 }
-# spec key -> machine role (as tagged on machines and used in names)
-ROLE_KEYS = {"etcd": "etcd", "control": "control", "workers": "worker"}
-
-_role_schema: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "count": {"type": "integer", "minimum": 0, "maximum": 200},
-        "template": {"type": "string", "minLength": 1, "description": "name or id"},
-        "offering": {"type": "string", "minLength": 1, "description": "name or id"},
-        "disk_gb": {"type": "integer", "minimum": 8, "maximum": 4096},
-    },
-    "required": ["count"],
-}
-_cidr_list = {"type": "array", "items": {"type": "string", "format": "cidr"}}
-# One artifact chosen by the spec. `errorMessage` (as in ajv-errors) replaces the bare
-# "does not match <pattern>" with words.
-_pin_schema: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["version", "sha256"],
-    "description": "use this file instead of the built-in pin: exactly one of file or url",
-    "properties": {
-        "file": {
-            "type": "string",
-            "pattern": FILE_NAME_PATTERN,
-            "errorMessage": "must be a plain file name under artifacts.base_url",
-            "description": "a file name under artifacts.base_url",
-        },
-        "url": {
-            "type": "string",
-            "pattern": r"^https?://\S+$",
-            "errorMessage": "must be an absolute http(s) URL",
-        },
-        "version": {
-            "type": "string",
-            "pattern": r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$",
-            "errorMessage": "must be a version such as 3.5.1",
-        },
-        "sha256": {
-            "type": "string",
-            "pattern": "^[0-9A-Fa-f]{64}$",
-            "errorMessage": "must be 64 hex characters (the file's sha256sum)",
-        },
-    },
-}
-
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://stackfleet.invalid/schema/cluster-spec.json",
-    "title": "stackfleet cluster spec",
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name", "cloud", "roles"],
-    "properties": {
-        "name": {
-            "type": "string",
-            "pattern": NAME_PATTERN,
-            "description": "cluster name: lower-case letters, digits and '-', 2-24 chars",
-        },
-        "cloud": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["zone"],
-            "properties": {
-                "profile": {
-                    "type": "string",
-                    "description": "'simulator', or a section of the cloudstack.ini file",
-                },
-                "endpoint": {"type": "string", "pattern": "^https?://"},
-                "zone": {"type": "string", "minLength": 1, "description": "name or id"},
-                "bootstrap": {"type": "string", "enum": list(STRATEGIES)},
-                "concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
-                "timeout_s": {"type": "integer", "minimum": 30, "maximum": 7200},
-                "userdata_limit": {
-                    "type": "integer",
-                    "minimum": 1024,
-                    "maximum": 1048576,
-                    "default": DEFAULT_USERDATA_LIMIT,
-                    "description": "largest userdata the cloud accepts, in base64 characters "
-                    "(its vm.userdata.max.length setting)",
-                },
-                "simulator": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "description": "with profile: simulator, the embedded simulator's settings",
-                    "properties": {
-                        "hypervisor": {
-                            "type": "string",
-                            "enum": ["simulator", "qemu"],
-                            "description": "qemu: boot the VMs as real guests (needs root)",
-                        },
-                        "mirror": {
-                            "type": "string",
-                            "minLength": 1,
-                            "description": "folder the QEMU guests' router serves on port 8090",
-                        },
-                    },
-                },
-            },
-        },
-        "os": {"type": "string", "enum": list(FLAVORS)},
-        "roles": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["etcd"],
-            "properties": {key: _role_schema for key in ROLE_KEYS},
-        },
-        "network": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "pod_cidr": {"type": "string", "format": "cidr"},
-                "service_cidr": {"type": "string", "format": "cidr"},
-                "flannel_backend": {"type": "string", "enum": ["vxlan", "host-gw"]},
-            },
-        },
-        "access": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "ssh_cidrs": _cidr_list,
-                "api_cidrs": _cidr_list,
-                "nodeport_cidrs": _cidr_list,
-            },
-        },
-        "kubernetes": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"version": {"type": "string", "pattern": r"^1\.[0-9]+\.[0-9]+$"}},
-        },
-        "artifacts": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "base_url": {
-                    "type": "string",
-                    "pattern": "^https?://",
-                    "description": "a mirror serving the upstream file names",
-                },
-                **{name: _pin_schema for name in ARTIFACT_NAMES},
-            },
-        },
-        "state": {
-            "type": "string",
-            "pattern": r"^(s3://[^/?\s]+(/[^?\s]*)?(\?\S*)?|file:///\S*|/\S*|local)$",
-            "errorMessage": "must be s3://bucket/prefix, file:///path or local",
-            "description": "where the PKI lives besides this machine: s3://bucket/prefix "
-            "(README: State store); default the local folder",
-        },
-        "ttl": {
-            "type": "string",
-            "pattern": DURATION_PATTERN,
-            "description": "expiry after `up`, e.g. 90m, 2h, 1d; `down --expired` removes it",
-        },
-    },
-}
+# The longest ttl: a cluster meant to stay has none.
+MAX_TTL_S = 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -234,8 +87,8 @@ class Spec:
 
 
 def parse_duration(text: str) -> int:
-    units = {"m": 60, "h": 3600, "d": 86400}
-    return int(text[:-1]) * units[text[-1]]
+    """Seconds in a duration the schema accepts: 90m, 1h30m, 2d, 3600s (parts summed)."""
+    return sum(int(n) * DURATION_UNITS[unit] for n, unit in re.findall(r"([0-9]+)([a-z])", text))
 
 
 # Bounds on what loading a spec may cost, checked before and while parsing: a spec is
@@ -352,61 +205,11 @@ def load_spec(path: Path) -> Spec:
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> Spec:
-    problems: list[tuple[str, str]] = []
-    _check_against_schema(data, SCHEMA, "", problems)
+    problems = schema_problems(data)
     _semantic_checks(data, problems)
     if problems:
         raise SpecError(source, problems)
     return _build(data, source)
-
-
-def _check_against_schema(
-    value: Any, schema: Mapping[str, Any], path: str, problems: list[tuple[str, str]]
-) -> None:
-    where = path or "(top level)"
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(value, dict):
-            problems.append((where, "must be a mapping"))
-            return
-        props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                problems.append((_join(path, key), "is required"))
-        for key, item in value.items():
-            sub = _join(path, str(key))
-            if key not in props:
-                hint = _did_you_mean(str(key), props)
-                problems.append((sub, f"unknown key{hint}"))
-            else:
-                _check_against_schema(item, props[key], sub, problems)
-    elif kind == "array":
-        if not isinstance(value, list):
-            problems.append((where, "must be a list"))
-            return
-        for i, item in enumerate(value):
-            _check_against_schema(item, schema["items"], f"{path}[{i}]", problems)
-    elif kind == "integer":
-        if not _is_int(value):
-            problems.append((where, f"must be a whole number, not {value!r}"))
-        elif value < schema.get("minimum", value) or value > schema.get("maximum", value):
-            problems.append((where, f"must be between {schema['minimum']} and {schema['maximum']}"))
-    elif kind == "string":
-        if not isinstance(value, str):
-            problems.append((where, f"must be a string, not {value!r}"))
-        elif "enum" in schema and value not in schema["enum"]:
-            problems.append((where, f"must be one of {', '.join(schema['enum'])}"))
-        elif "pattern" in schema and not re.search(schema["pattern"], value):
-            said = schema.get("errorMessage", f"does not match {schema['pattern']}")
-            problems.append((where, f"{value!r} {said}"))
-        elif schema.get("format") == "cidr" and _bad_cidr(value):
-            problems.append((where, f"{value!r} is not a CIDR such as 10.0.0.0/16"))
-        elif schema.get("format") == "cidr" and _host_bits(value):
-            problems.append(
-                (where, f"{value!r} has host bits set: did you mean {_host_bits(value)}?")
-            )
-        elif len(value) < schema.get("minLength", 0):
-            problems.append((where, "must not be empty"))
 
 
 def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
@@ -428,9 +231,16 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
     if counts.get("control", 0) > 1:
         problems.append(("roles.control.count", "one control node is supported (HA: not yet)"))
     ttl = data.get("ttl")
-    if isinstance(ttl, str) and re.fullmatch(DURATION_PATTERN, ttl) and parse_duration(ttl) == 0:
-        # A zero ttl would make the cluster expired the moment it exists.
-        problems.append(("ttl", f"{ttl!r} is zero: give a positive duration such as 90m or 2h"))
+    if isinstance(ttl, str) and re.fullmatch(DURATION_PATTERN, ttl):
+        if parse_duration(ttl) == 0:
+            # A zero ttl would make the cluster expired the moment it exists.
+            problems.append(
+                ("ttl", f"{ttl!r} is zero: give a positive duration such as {DURATION_EXAMPLES}")
+            )
+        elif parse_duration(ttl) > MAX_TTL_S:
+            problems.append(
+                ("ttl", f"{ttl!r} is longer than 365d: leave ttl out for a cluster that stays")
+            )
     net: dict[str, Any] = data["network"] if isinstance(data.get("network"), dict) else {}
     pod = net.get("pod_cidr", DEFAULT_POD_CIDR)
     svc = net.get("service_cidr", DEFAULT_SERVICE_CIDR)
@@ -555,10 +365,6 @@ def _beside(source: str, path: str | None) -> str | None:
     return str(Path(source).parent / Path(path).expanduser())
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _bad_cidr(text: str) -> bool:
     if "/" not in text:
         return True
@@ -567,23 +373,3 @@ def _bad_cidr(text: str) -> bool:
     except ValueError:
         return True
     return False
-
-
-def _host_bits(text: str) -> str | None:
-    """For a CIDR with host bits set (10.244.1.1/16), the network it lies in; else None."""
-    return None if _is_network(text) else str(ipaddress.ip_network(text, strict=False))
-
-
-def _is_network(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        return False
-    return True
-
-
-def _did_you_mean(word: str, choices: Mapping[str, Any]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(choices)})"
