@@ -52,6 +52,15 @@ class _DroppedBeforeBanner(Exception):
     pass
 
 
+def quiet_paramiko() -> None:
+    """paramiko logs each failed handshake as a traceback at ERROR, from its transport
+    thread (`up --wait` on booting nodes printed hundreds of such lines); the one-line
+    error we raise says it all. Shown again only when the run logs at DEBUG (-v, --debug).
+    Checked at each connection: the CLI sets its logging up after this module is imported."""
+    debugging = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("paramiko").setLevel(logging.NOTSET if debugging else logging.CRITICAL + 1)
+
+
 def _connect_once(
     host: str,
     user: str,
@@ -62,11 +71,7 @@ def _connect_once(
 ) -> Any:
     import paramiko
 
-    # paramiko logs each failed handshake as a traceback at ERROR; the one-line error
-    # below says it all (`--debug` lowers the root level and shows them again).
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-
+    quiet_paramiko()
     key_type, blob = host_public_openssh.split()[:2]
     expected = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
     client = paramiko.SSHClient()

@@ -1,9 +1,12 @@
-"""`stackfleet ssh` and the ssh strategy's upload, against a real sshd with a pinned key.
+"""paramiko against a real sshd with a pinned key: the ssh strategy's upload, and
+`stackfleet ssh` where no OpenSSH client is installed (its fallback; the OpenSSH path is
+tests/ssh/test_ssh_openssh.py).
 
 Real: OpenSSH's sshd (Debian's openssh-server) in a network namespace this test makes,
 listening at the IP the simulator gave the node, with the host key stackfleet generated
 for that node; paramiko on our side; SFTP. Simulated: the VM itself (the namespace shares
-this machine's filesystem, so the test logs in as root and only writes under /tmp).
+this machine's filesystem, so the test logs in as root and only writes under /tmp), and
+the absence of the `ssh` client (its name is made one that is not installed).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def node(
         n.close()
 
 
+@pytest.fixture
+def no_openssh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stackfleet.provisioners.openssh.OPENSSH", "no-such-ssh-client")
+
+
+@pytest.mark.usefixtures("no_openssh")
 def test_ssh_runs_a_command_with_the_pinned_host_key(node: tuple[Workspace, Path, Node]) -> None:
     ws, spec, _ = node
     result = ws.run("ssh", "-f", str(spec), "sshc-etcd-1", "--user", "root", "--", "echo", "hi")
@@ -56,6 +65,7 @@ def test_ssh_runs_a_command_with_the_pinned_host_key(node: tuple[Workspace, Path
     assert failing.exit_code == 7
 
 
+@pytest.mark.usefixtures("no_openssh")
 def test_ssh_refuses_another_host_key(node: tuple[Workspace, Path, Node], tmp_path: Path) -> None:
     ws, spec, n = node
     impostor = tmp_path / "impostor_key"
