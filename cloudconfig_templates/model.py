@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stackfleet.artifacts import ArtifactSet
 from stackfleet.errors import BadInput
@@ -32,6 +32,12 @@ class RenderInput:
     artifacts: ArtifactSet
     pki: ClusterPKI
     api_endpoint: str | None  # control node IP:6443, None until known
+    # "new" while etcd forms its first cluster; "existing" for a member that joins a
+    # formed one (after `member add`): `nodes` then lists the current members plus it.
+    etcd_initial_state: str = "new"
+    # The token workers join with when it is not the one `kubeadm init` made: a fresh one
+    # for workers added to a running cluster (provisioners/k8s_admin.py). Never in a repr.
+    join_token: str = field(default="", repr=False)
 
     def node(self, name: str) -> NodeInfo:
         for n in self.nodes:

@@ -137,8 +137,9 @@ def etcd_member(inp: RenderInput, node: NodeInfo) -> Parts:
         "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"https://{node.ip}:{ETCD_PEER_PORT}",
         "ETCD_INITIAL_CLUSTER": initial_cluster(inp),
         "ETCD_INITIAL_CLUSTER_TOKEN": f"{inp.cluster}-etcd",
-        # Ignored once the data dir exists, so a re-boot keeps the formed cluster.
-        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        # Ignored once the data dir exists, so a re-boot keeps the formed cluster; a member
+        # joining a formed cluster (after `member add`) says "existing".
+        "ETCD_INITIAL_CLUSTER_STATE": inp.etcd_initial_state,
         "ETCD_CLIENT_CERT_AUTH": "true",
         "ETCD_TRUSTED_CA_FILE": f"{ETCD_PKI}/ca.crt",
         "ETCD_CERT_FILE": f"{ETCD_PKI}/member.crt",
@@ -358,7 +359,7 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
                 "discovery": {
                     "bootstrapToken": {
                         "apiServerEndpoint": api,
-                        "token": inp.pki.bootstrap_token,
+                        "token": inp.join_token or inp.pki.bootstrap_token,
                         # Pin the CA we made: never --discovery-token-unsafe-skip-ca-verification.
                         "caCertHashes": [inp.pki.ca_cert_hash],
                     }

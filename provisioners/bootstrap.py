@@ -39,9 +39,16 @@ class NodeAddress:
 
 
 def render_input(
-    spec: Spec, nodes: Sequence[NodeAddress], operator_public_key: str, pki_dir: Path | None = None
+    spec: Spec,
+    nodes: Sequence[NodeAddress],
+    operator_public_key: str,
+    pki_dir: Path | None = None,
+    etcd_state: str = "new",
+    join_token: str = "",
 ) -> RenderInput:
-    """Everything the templates need: PKI for these nodes (made or reused) and artifacts."""
+    """Everything the templates need: PKI for these nodes (made or reused) and artifacts.
+    `etcd_state`: "existing" for a member joining a formed cluster (`nodes` then holds
+    the current members and it)."""
     from stackfleet.artifacts import default_artifacts
     from stackfleet.cloudconfig_templates.model import NodeInfo, RenderInput
     from stackfleet.pki import load_or_create
@@ -65,6 +72,8 @@ def render_input(
         ),
         pki=pki,
         api_endpoint=f"{control.ip}:6443" if control and control.ip else None,
+        etcd_initial_state=etcd_state,
+        join_token=join_token,
     )
 
 
@@ -81,10 +90,12 @@ def render_final(
     names: Sequence[str],
     key: str,
     pki_dir: Path | None = None,
+    etcd_state: str = "new",
+    join_token: str = "",
 ) -> dict[str, str]:
     from stackfleet.cloudconfig_templates.render import render_node
 
-    inp = render_input(spec, nodes, key, pki_dir)
+    inp = render_input(spec, nodes, key, pki_dir, etcd_state, join_token)
     return {name: render_node(inp, name) for name in names}
 
 
@@ -121,7 +132,9 @@ def preflight(spec: Spec, limit: int, key: str) -> None:
     check_sizes(docs, limit)
 
 
-def allocate_hook(spec: Spec, existing: Sequence[Machine], key: str, limit: int) -> ReadyHook:
+def allocate_hook(
+    spec: Spec, existing: Sequence[Machine], key: str, limit: int, join_token: str = ""
+) -> ReadyHook:
     """For `allocate`: as VMs are created (stopped, IP known), hand back final userdata
     once every etcd and control IP is known, so each VM boots once, as early as it can.
 
@@ -143,7 +156,7 @@ def allocate_hook(spec: Spec, existing: Sequence[Machine], key: str, limit: int)
             NodeAddress(name, role, known[name].private_ip if name in known else None)
             for name, role in spec.machine_names()
         ]
-        docs = render_final(spec, nodes, [m.name for m in fresh], key)
+        docs = render_final(spec, nodes, [m.name for m in fresh], key, join_token=join_token)
         check_sizes(docs, limit)
         return {m.id: docs[m.name] for m in fresh}
 
@@ -159,6 +172,8 @@ def finish(
     key: str,
     limit: int,
     events: Events,
+    etcd_state: str = "new",
+    join_token: str = "",
 ) -> list[Machine]:
     """Bring `unfinished` machines to Running with final userdata; returns all machines."""
     machines = {m.id: m for m in all_machines}
@@ -170,7 +185,8 @@ def finish(
             machines.update({m.id: m for m in prov.start_machines(no_ip)})
         nodes = [NodeAddress(m.name, m.role, m.private_ip) for m in machines.values()]
         targets = [machines[i] for i in sorted(todo)]
-        docs = render_final(spec, nodes, [m.name for m in targets], key)
+        names = [m.name for m in targets]
+        docs = render_final(spec, nodes, names, key, etcd_state=etcd_state, join_token=join_token)
         check_sizes(docs, limit)
         rendered_ips = {m.id: m.private_ip for m in machines.values()}
         if strategy == "ssh":

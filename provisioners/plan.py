@@ -22,10 +22,12 @@ from stackfleet.provisioners.base import (
     Size,
     Zone,
 )
+from stackfleet.provisioners.etcd_membership import EtcdView, Membership, plan_membership
 from stackfleet.security_groups.reconcile import RuleChanges, diff_rules
 from stackfleet.security_groups.rules import Rule
 from stackfleet.security_groups.rulesets import Access, desired_rules
 from stackfleet.spec import Spec
+from stackfleet.statestore import plan_refusals as pki_refusals
 
 BROKEN_STATES = ("Error", "Destroyed", "Expunging")
 
@@ -51,8 +53,8 @@ _SETTING_HOW = {
 
 @dataclass(frozen=True)
 class Action:
-    verb: str  # create | delete | replace | change | tag | bootstrap | start
-    kind: str  # machine | group | rule | ssh-key | spread-group | cluster
+    verb: str  # create | delete | replace | change | tag | bootstrap | start | member-add | ...
+    kind: str  # machine | group | rule | ssh-key | spread-group | cluster | etcd-member
     name: str
     detail: str = ""
 
@@ -87,6 +89,10 @@ class Plan:
     cluster_tags_missing: dict[str, str] = field(default_factory=dict)
     # Spec changes the running cluster cannot take, each one line that says how to get there.
     refused: list[str] = field(default_factory=list)
+    # etcd member-add/remove steps, in order (a formed cluster changes through etcd's API),
+    # and what etcd said when asked (None: it need not be asked).
+    etcd: Membership = field(default_factory=Membership)
+    etcd_view: EtcdView | None = None
 
     def actions(self) -> list[Action]:
         acts = []
@@ -107,6 +113,7 @@ class Plan:
             Action("create", "machine", name, f"{role}, {self.resolved.sizes[role].name}")
             for name, role in self.machines_missing
         ]
+        acts += [Action(s.verb, "etcd-member", s.name, s.why) for s in self.etcd.steps]
         acts += [
             Action("tag", "machine", m.name, ", ".join(f"{k}={v or '(new)'}" for k, v in t.items()))
             for m, t in self.machines_retag
@@ -219,7 +226,7 @@ def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
     """Spec changes the running cluster cannot take: the cluster-wide settings recorded as
     tags (a cluster without them is accepted, and tagged), then offering and template (on
     the VMs)."""
-    out = []
+    out = pki_refusals(spec.name, spec.state, live)  # one PKI per cluster (statestore)
     running = [m for m in live.machines if m.state not in BROKEN_STATES]
     if running:
         for field_name, value in setting_values(spec).items():
@@ -263,7 +270,26 @@ def make_plan(
     resolved = resolve(spec, prov)
     live = prov.live_state(spec.name)
     fingerprint = prov.key_fingerprint(public_key) if public_key else None
-    return diff(spec, resolved, live, fingerprint, ca_tags)
+    return diff(spec, resolved, live, fingerprint, ca_tags, ask_etcd(spec, live))
+
+
+def etcd_names(spec: Spec) -> list[str]:
+    return [name for name, role in spec.machine_names() if role == "etcd"]
+
+
+def ask_etcd(spec: Spec, live: LiveState) -> EtcdView | None:
+    """What etcd says about its members, when they are to change (reads only: etcdctl
+    member list and endpoint health on a member, over SSH); else None."""
+    from stackfleet.provisioners import etcd_admin
+    from stackfleet.provisioners.etcd_membership import needs_etcd
+
+    if not needs_etcd(etcd_names(spec), live.machines):
+        return None
+    why = etcd_admin.why_unreachable(spec, live.machines)
+    if why:
+        return EtcdView(unreachable=why)
+    with etcd_admin.EtcdAdmin(etcd_admin.ssh_connect(spec)) as admin:
+        return etcd_admin.observe(live.machines, admin)[0]
 
 
 def diff(
@@ -272,8 +298,10 @@ def diff(
     live: LiveState,
     key_fingerprint: str | None = None,
     ca_tags: dict[str, str] | None = None,
+    etcd_view: EtcdView | None = None,
 ) -> Plan:
-    """`key_fingerprint`: that of the key `up` registers, None for a key not made yet."""
+    """`key_fingerprint`: that of the key `up` registers, None for a key not made yet.
+    `etcd_view`: what etcd said about its members (see ask_etcd)."""
     desired = wanted_rules(spec)
     existing_groups = {g.name for g in live.groups}
     current_rules = {g.name: list(g.rules) for g in live.groups}
@@ -302,6 +330,7 @@ def diff(
     if spec.ttl_seconds and (not live.tags.get(EXPIRES_TAG) or missing):
         wanted_tags[EXPIRES_TAG] = ""  # set (or renewed) by this run
     tags_missing = {k: v for k, v in wanted_tags.items() if not v or live.tags.get(k) != v}
+    membership = plan_membership(etcd_names(spec), live.machines, etcd_view)
     return Plan(
         spec=spec,
         resolved=resolved,
@@ -318,5 +347,7 @@ def diff(
         desired_rules=desired,
         key_replace=key_replace,
         cluster_tags_missing=tags_missing,
-        refused=refusals(spec, resolved, live),
+        refused=refusals(spec, resolved, live) + membership.refused,
+        etcd=membership,
+        etcd_view=etcd_view,
     )
