@@ -7,12 +7,12 @@ re-run after an interruption adopts what exists instead of creating it twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from stackfleet import state
 from stackfleet.errors import Conflict, LimitExceeded, WaitTimeout
-from stackfleet.provisioners import bootstrap, naming
+from stackfleet.provisioners import bootstrap, k8s_admin, naming
 from stackfleet.provisioners.base import (
     BOOTSTRAP_TAG,
     CLUSTER_TAG,
@@ -36,6 +36,15 @@ from stackfleet.provisioners.plan import (
 from stackfleet.spec import Spec
 
 
+@dataclass(frozen=True)
+class Drain:
+    """How `up` retires workers it destroys (k8s_admin): drained within `deadline_s` on
+    the control node, unless `skip`."""
+
+    skip: bool = False
+    deadline_s: float = k8s_admin.DEFAULT_DRAIN_DEADLINE_S
+
+
 @dataclass
 class UpResult:
     plan: Plan
@@ -48,6 +57,7 @@ def up(
     prov: Provisioner,
     events: Events,
     approve: Callable[[Plan], None] | None = None,
+    drain: Drain | None = None,
 ) -> UpResult:
     """`approve` is shown a plan that destroys machines before anything changes; it
     raises to refuse (the CLI asks, or refuses without --yes)."""
@@ -65,7 +75,9 @@ def up(
         # Another run may have changed the cluster before we got the lock: look again.
         fingerprint = prov.key_fingerprint(operator.public_openssh)
         live = prov.live_state(spec.name)
-        plan = diff(spec, plan.resolved, live, fingerprint, local_ca_tags(spec.name))
+        plan = diff(
+            spec, plan.resolved, live, fingerprint, local_ca_tags(spec.name), plan.etcd_view
+        )
         plan.check()
         if plan.is_empty():
             return UpResult(plan, plan.live.machines, changed=False)
@@ -74,7 +86,7 @@ def up(
                 f"cluster {spec.name} changed while this run looked at it: more machines "
                 "would be destroyed than were shown; nothing was changed: run again"
             )
-        machines = _apply(spec, prov, plan, operator.public_openssh, events)
+        machines = _apply(spec, prov, plan, operator.public_openssh, events, drain or Drain())
     return UpResult(plan, machines, changed=True)
 
 
@@ -125,7 +137,22 @@ def _check_headroom(prov: Provisioner, needed: int) -> None:
         )
 
 
-def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) -> list[Machine]:
+def _apply(
+    spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events, drain: Drain
+) -> list[Machine]:
+    # etcd VMs of a formed cluster come and go through membership steps, one at a time.
+    by_steps = plan.etcd.handled
+    extra = [m for m in plan.machines_extra if m.name not in by_steps]
+    # Before any cloud change, so that a drain that cannot finish changes nothing.
+    k8s_admin.drain_before_destroy(
+        spec, plan.live.machines, extra, events, drain.deadline_s, drain.skip
+    )
+    missing = [(n, r) for n, r in plan.machines_missing if n not in by_steps]
+    unfinished = [m for m in plan.machines_unfinished if m.name not in by_steps]
+    join_token = ""
+    if any(r == "worker" for _, r in missing) or any(m.role == "worker" for m in unfinished):
+        # The PKI's token lives 24 h: workers added later join with one made now.
+        join_token = k8s_admin.fresh_join_token(spec, plan.live.machines, events) or ""
     key_name = naming.key_name(spec.name)
     if plan.key_missing or plan.key_replace:
         if plan.key_replace:
@@ -155,17 +182,21 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
         prov.change_rules(
             plan.rules.add, plan.rules.revoke, plan.rules.adopt, {CLUSTER_TAG: spec.name}
         )
-    if plan.machines_extra:
-        events.phase(f"destroying {len(plan.machines_extra)} VM(s) the spec no longer wants")
-        prov.destroy_machines([m.id for m in plan.machines_extra])
-    current = [m for m in plan.live.machines if m not in plan.machines_extra]
+    if extra:
+        events.phase(f"destroying {len(extra)} VM(s) the spec no longer wants")
+        prov.destroy_machines([m.id for m in extra])
+    current = [m for m in plan.live.machines if m not in extra]
     expires = _expiry(spec, plan)
+    if plan.etcd.steps:
+        current = _change_etcd_members(spec, prov, plan, key, spread, current, expires, events)
     _repair_tags(spec, prov, current, expires, events)
-    created = _create_missing(spec, prov, plan, key, spread, current, expires, events)
+    created = _create_missing(
+        spec, prov, plan, missing, key, spread, current, expires, events, join_token
+    )
     current = [m for m in current if m.name not in {c.name for c in created}] + created
     # Those the pipeline started with final userdata are done; the rest finish here.
     booted = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
-    unfinished = plan.machines_unfinished + [m for m in created if m not in booted]
+    unfinished += [m for m in created if m not in booted]
     if unfinished:
         events.phase(f"bootstrapping {len(unfinished)} node(s) ({plan.resolved.strategy})")
         current = bootstrap.finish(
@@ -177,6 +208,7 @@ def _apply(spec: Spec, prov: Provisioner, plan: Plan, key: str, events: Events) 
             key,
             plan.resolved.zone.userdata_limit,
             events,
+            join_token=join_token,
         )
     if plan.machines_stopped:
         events.phase(f"starting {len(plan.machines_stopped)} stopped VM(s)")
@@ -216,20 +248,45 @@ def _create_missing(
     spec: Spec,
     prov: Provisioner,
     plan: Plan,
+    missing: list[tuple[str, str]],
     key: str,
     spread: str,
     existing: list[Machine],
     expires: str | None,
     events: Events,
+    join_token: str = "",
 ) -> list[Machine]:
-    if not plan.machines_missing:
+    if not missing:
         return []
+    strategy = plan.resolved.strategy
+    requests = _machine_requests(spec, plan, missing, key, spread, expires)
+    events.phase(f"deploying {len(requests)} VM(s)")
+    if strategy != "allocate":
+        return prov.create_machines(requests)
+    limit = plan.resolved.zone.userdata_limit
+    return prov.create_machines(
+        requests,
+        ready=bootstrap.allocate_hook(spec, existing, key, limit, join_token),
+        written_tags={BOOTSTRAP_TAG: "done"},
+    )
+
+
+def _machine_requests(
+    spec: Spec,
+    plan: Plan,
+    missing: list[tuple[str, str]],
+    key: str,
+    spread: str,
+    expires: str | None,
+    extra_tags: dict[str, str] | None = None,
+) -> list[MachineRequest]:
+    """Deploy requests with stage-1 userdata (final userdata follows, per strategy)."""
     strategy = plan.resolved.strategy
     etcd = spec.role("etcd")
     spread_etcd = etcd is not None and etcd.count > 1
     disks = {r.role: r.disk_gb for r in spec.roles}
-    stage1 = bootstrap.render_stage1(spec, plan.machines_missing, key)
-    requests = [
+    stage1 = bootstrap.render_stage1(spec, missing, key)
+    return [
         MachineRequest(
             name=name,
             role=role,
@@ -243,16 +300,87 @@ def _create_missing(
             spread_group=spread if role == "etcd" and spread_etcd else None,
             # allocate: the IP exists before boot, so the first boot can be the final one.
             start=strategy != "allocate",
-            tags=machine_tags(spec, role, expires),
+            tags={**machine_tags(spec, role, expires), **(extra_tags or {})},
         )
-        for name, role in plan.machines_missing
+        for name, role in missing
     ]
-    events.phase(f"deploying {len(requests)} VM(s)")
-    if strategy != "allocate":
-        return prov.create_machines(requests)
-    limit = plan.resolved.zone.userdata_limit
-    return prov.create_machines(
-        requests,
-        ready=bootstrap.allocate_hook(spec, existing, key, limit),
-        written_tags={BOOTSTRAP_TAG: "done"},
-    )
+
+
+def _change_etcd_members(
+    spec: Spec,
+    prov: Provisioner,
+    plan: Plan,
+    key: str,
+    spread: str,
+    current: list[Machine],
+    expires: str | None,
+    events: Events,
+) -> list[Machine]:
+    """Perform the plan's etcd membership steps on the cloud's VMs; returns `current`
+    with the etcd VMs as they are after."""
+    from stackfleet.provisioners.etcd_admin import EtcdAdmin, ssh_connect
+    from stackfleet.provisioners.etcd_steps import run_steps
+
+    etcd = [m for m in plan.live.machines if m.role == "etcd"]
+    others = [m for m in current if m.role != "etcd"]
+    side = _CloudMembers(spec, prov, plan, key, spread, others, expires, events)
+    with EtcdAdmin(ssh_connect(spec)) as admin:
+        members = run_steps(plan.etcd.steps, etcd, admin, side, events, spec.timeout_s)
+    return members + others
+
+
+class _CloudMembers:
+    """etcd_steps.Machines on the cloud: VMs through the provisioner, final userdata by
+    the plan's bootstrap strategy, clients updated over SSH."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        prov: Provisioner,
+        plan: Plan,
+        key: str,
+        spread: str,
+        others: list[Machine],
+        expires: str | None,
+        events: Events,
+    ) -> None:
+        self.spec, self.prov, self.plan, self.key, self.spread = spec, prov, plan, key, spread
+        self.others, self.expires, self.events = others, expires, events
+
+    def create(self, name: str) -> Machine:
+        from stackfleet.provisioners.etcd_membership import JOIN_TAG
+
+        request = _machine_requests(
+            self.spec, self.plan, [(name, "etcd")], self.key, self.spread, self.expires,
+            {JOIN_TAG: "existing"},
+        )  # fmt: skip
+        self.events.phase(f"deploying etcd VM {name} (joins through member add)")
+        made = self.prov.create_machines(request)[0]
+        if not made.private_ip:  # a zone that assigns IPs at start
+            made = self.prov.start_machines([made.id])[0]
+        return made
+
+    def boot(self, machine: Machine, members: Sequence[Machine]) -> Machine:
+        machines = bootstrap.finish(
+            self.spec,
+            self.prov,
+            self.plan.resolved.strategy,
+            [machine],
+            [*members, *self.others],
+            self.key,
+            self.plan.resolved.zone.userdata_limit,
+            self.events,
+            etcd_state="existing",
+        )
+        return next(m for m in machines if m.id == machine.id)
+
+    def destroy(self, machine: Machine) -> None:
+        self.events.phase(f"destroying etcd VM {machine.name}")
+        self.prov.destroy_machines([machine.id])
+
+    def update_clients(self, members: Sequence[Machine]) -> None:
+        from stackfleet.provisioners.etcd_admin import ssh_connect
+        from stackfleet.provisioners.etcd_clients import update_clients
+
+        kube = [m for m in self.others if m.state == "Running"]
+        update_clients(self.spec, [*members, *kube], ssh_connect(self.spec), self.key, self.events)
