@@ -429,3 +429,49 @@ def load_or_create(directory: Path, cluster: str, nodes: Sequence[NodeInfo]) -> 
             client=True,
         )
     return pki
+
+
+# ---- renewal ------------------------------------------------------------------------------
+
+
+def leaf_ca_stem(stem: str) -> str:
+    """The CA (its file stem) that signs the leaf `stem`: every leaf here is etcd's."""
+    if stem.startswith(("etcd-member-", "etcd-client-")):
+        return "etcd-ca"
+    raise BadInput(f"{stem}: not a certificate `stackfleet renew` reissues")
+
+
+def reissue(directory: Path, stem: str) -> CertKey:
+    """A new key and certificate for the leaf `stem`, from the same CA, with the same
+    subject, SANs and usages, valid LEAF_DAYS from now. Nothing is written: the caller
+    stores it (put_leaf) once the node has it, so a failed rollout leaves the old pair,
+    still valid, where it was."""
+    store = _Store(directory)
+    old, ca = store.pair(stem), store.pair(leaf_ca_stem(stem))
+    if old is None or ca is None:
+        raise BadInput(f"{directory}: no {stem}.crt/.key or its CA: nothing to reissue")
+    cert = x509.load_pem_x509_certificate(old.cert_pem.encode())
+    names = cert.subject
+    cn = names.get_attributes_for_oid(NameOID.COMMON_NAME)
+    org = names.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    return issue(
+        ca,
+        str(cn[0].value) if cn else stem,
+        server=ExtendedKeyUsageOID.SERVER_AUTH in eku,
+        client=ExtendedKeyUsageOID.CLIENT_AUTH in eku,
+        dns=dns,
+        ips=ips,
+        org=str(org[0].value) if org else None,
+    )
+
+
+def put_leaf(directory: Path, stem: str, ck: CertKey) -> None:
+    """Store a reissued pair (0600, atomically, key first)."""
+    _Store(directory).put_pair(stem, ck)

@@ -502,9 +502,61 @@ def push(remote: Remote) -> bool:
 # ---- `up`'s guard: one PKI per cluster ----------------------------------------------------
 
 
-def where_pki(cluster: str, remote: Remote | None) -> str:
-    local = state.home() / "clusters" / cluster / "pki"
-    return remote.where if remote else str(local)
+def pki_refusal(
+    cluster: str,
+    have: Mapping[str, str],
+    cloud_tags: Mapping[str, str],
+    machines: int,
+    where: str | None = None,
+) -> str | None:
+    """Why a run with the CA fingerprints `have` must not touch this cluster (one line),
+    or None. `plan` and `up` refuse on the same line: never new CAs for a running
+    cluster, never silently another PKI."""
+    recorded = {t: v for t, v in cloud_tags.items() if t in CA_TAGS.values()}
+    folder = state.home() / "clusters" / cluster
+    where = where or str(folder / "pki")
+    how = (
+        f"bring the cluster's PKI: `stackfleet state pull --from <store>` (or set `state:` / "
+        f"STACKFLEET_STATE to the store that holds it), or copy {folder} from the machine "
+        "that ran `up`; nothing was changed"
+    )
+    if recorded and not have:
+        return (
+            f"cluster {cluster} runs with CAs recorded on the cloud "
+            f"(tags {', '.join(sorted(recorded))}) but {where} holds no PKI: {how}"
+        )
+    if any(have.get(tag) != value for tag, value in recorded.items()):
+        return (
+            f"cluster {cluster}: the CAs in {where} differ from those recorded on the "
+            f"cloud (tags {', '.join(sorted(recorded))}): {how}"
+        )
+    if not have and machines:
+        return f"cluster {cluster} has {machines} VM(s) but {where} holds no PKI: {how}"
+    return None
+
+
+def plan_refusals(cluster: str, store_url: str | None, live: Any) -> list[str]:
+    """`plan`'s side of the guard (one call from plan.refusals): the local PKI against
+    the cloud's tags. With a state store, `up` pulls the PKI first, so the store's CA
+    fingerprints (stored in clear in its object) stand in for a missing or other local
+    copy."""
+    have = ca_fingerprints(local_files(cluster))
+    machines = len(live.machines)
+    if pki_refusal(cluster, have, live.tags, machines) is None:
+        return []
+    store = open_store(store_url)
+    if store is not None:
+        got = store.get(f"{cluster}/{OBJECT}")
+        if got is not None:
+            try:
+                stored = dict(json.loads(got[0]).get("ca_fingerprints") or {})
+            except ValueError:
+                stored = {}
+            where = f"{store.url}/{cluster}/{OBJECT}"
+            why = pki_refusal(cluster, stored, live.tags, machines, where)
+            return [why] if why else []
+    why = pki_refusal(cluster, have, live.tags, machines)
+    return [why] if why else []
 
 
 def ensure_pki(
@@ -514,27 +566,11 @@ def ensure_pki(
     cluster that has none anywhere. Returns the fingerprint tags to record."""
     from stackfleet.pki import load_or_create
 
-    recorded = {t: v for t, v in cloud_tags.items() if t in CA_TAGS.values()}
     have = ca_fingerprints(local_files(cluster))
-    how = (
-        "run `stackfleet state pull --from <store>` or set `state:` (or STACKFLEET_STATE) "
-        "to the store that holds it"
-    )
-    if recorded and not have:
-        raise BadInput(
-            f"cluster {cluster} runs with CAs recorded on the cloud but "
-            f"{where_pki(cluster, remote)} holds no PKI: {how}"
-        )
-    if any(have.get(tag) != value for tag, value in recorded.items()):
-        raise BadInput(
-            f"cluster {cluster}: the CAs in {where_pki(cluster, remote)} differ from those "
-            f"recorded on the cloud (tags {', '.join(sorted(recorded))}): {how}"
-        )
-    if not have and machines:
-        raise BadInput(
-            f"cluster {cluster} has {machines} VM(s) but {where_pki(cluster, remote)} holds no "
-            f"PKI: {how}"
-        )
+    where = remote.where if remote else None
+    refused = pki_refusal(cluster, have, cloud_tags, machines, where)
+    if refused:
+        raise BadInput(refused)
     if len(have) == len(CA_TAGS) and (remote is None or remote.files is not None):
         return have
     # CAs missing (none yet, or a run killed while making them): make only what is missing,
