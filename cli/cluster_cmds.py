@@ -1,17 +1,21 @@
 """plan, up, status, list, down: the commands that talk to the cloud.
 
 Each parses, calls the engine, and hands the result to cli.output. `status`, `list` and
-`down` need no spec: `--cluster NAME` with `--profile` (or the CLOUDSTACK_* variables).
+`down` need no spec: `--cluster NAME` finds the cluster in the cloud that `--profile`
+names, else in the one the CLOUDSTACK_* variables or cloudstack.ini name (as `cs` finds it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from stackfleet.cli.common import (
+    check_cluster_name,
     confirm,
     global_options,
     handle_errors,
@@ -20,18 +24,30 @@ from stackfleet.cli.common import (
     spec_option,
 )
 from stackfleet.cli.output import emit, note
-from stackfleet.errors import BadInput, ExitCode, StackfleetError
+from stackfleet.errors import BadInput, CredentialsError, ExitCode, StackfleetError
+
+# Where a command without a spec finds its cloud, for help and error texts.
+FLAG_CLOUD = "--profile, else the CLOUDSTACK_* variables or cloudstack.ini"
 
 
 def _target_options(func: Any) -> Any:
     func = click.option(
         "--profile",
-        help="Without a spec: 'simulator' or a cloudstack.ini section.",
+        help="Without a spec: 'simulator' or a cloudstack.ini section (default: the "
+        "CLOUDSTACK_* variables, else cloudstack.ini as `cs` reads it).",
     )(func)
-    func = click.option("--cluster", "cluster_name", help="Without a spec: the cluster's name.")(
-        func
-    )
+    func = click.option(
+        "--cluster",
+        "cluster_name",
+        help="Without a spec: the cluster's name, e.g. demo (no spec is read).",
+    )(func)
     return spec_option(func)
+
+
+def _given(param: str) -> bool:
+    """Was this option typed on the command line (not its default, not an env var)?"""
+    source = click.get_current_context().get_parameter_source(param)
+    return source is click.core.ParameterSource.COMMANDLINE
 
 
 def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | None) -> Any:
@@ -39,11 +55,39 @@ def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | No
     from stackfleet.provisioners.session import CloudTarget
 
     if cluster_name:
-        return cluster_name, CloudTarget(profile), None
+        if _given("spec_path"):
+            raise BadInput(
+                f"-f {spec_path} and --cluster {cluster_name}: give one of them "
+                "(--cluster reads no spec)"
+            )
+        return check_cluster_name(cluster_name), CloudTarget(profile), None
     if not spec_path.exists() and profile is not None:
         raise BadInput("--profile needs --cluster NAME (or a spec with -f)")
+    if not spec_path.exists() and not _given("spec_path"):
+        raise BadInput(
+            f"{spec_path}: no such spec file; pass -f FILE, or name the cluster with "
+            f"--cluster NAME (its cloud: {FLAG_CLOUD})"
+        )
     spec = load(spec_path)
     return spec.name, _spec_target(spec, profile), spec
+
+
+@contextmanager
+def _cloud(target: Any, spec: Any, on_progress: Any = None) -> Iterator[Any]:
+    """open_cloud. Without a spec, credential advice names the flag, not the spec key:
+    credentials.py speaks of `profile: simulator` and cloud.profile, which these
+    commands do not read."""
+    from stackfleet.provisioners.session import open_cloud
+
+    with ExitStack() as stack:
+        try:
+            prov = stack.enter_context(open_cloud(target, on_progress=on_progress))
+        except CredentialsError as exc:
+            if spec is not None:
+                raise
+            text = str(exc).replace("`profile: simulator`", "`--profile simulator`")
+            raise CredentialsError(text.replace("cloud.profile", "--profile")) from None
+        yield prov
 
 
 def _spec_target(spec: Any, profile: str | None = None) -> Any:
@@ -82,36 +126,110 @@ def _natural(name: str) -> tuple[str, int]:
     return (stem, int(num)) if num.isdigit() else (name, 0)
 
 
-def _status_data(cluster: str, live: Any) -> dict[str, Any]:
+def _status_data(cluster: str, live: Any, spec: Any = None) -> dict[str, Any]:
+    """The status object (docs/output.md#status). With a spec, counted against it:
+    `summary.running` counts the running machines the spec wants, `spec.missing` names
+    the wanted machines the cloud lacks; without one, it counts what exists."""
+    from stackfleet.cert_expiry import as_json as certificates_json
     from stackfleet.provisioners.base import EXPIRES_TAG
 
     nodes = _machines_json(live.machines)
-    return {
+    compared = _against_spec(nodes, spec)
+    counted = compared["wanted_names"] if compared else {n["name"] for n in nodes}
+    data: dict[str, Any] = {
         "cluster": cluster,
         "exists": not live.is_empty(),
         "expires": live.tags.get(EXPIRES_TAG),
         "nodes": nodes,
         "groups": [{"name": g.name, "rules": len(g.rules)} for g in live.groups],
+        "spec": None,
         "summary": {
             "nodes": len(nodes),
-            "running": sum(1 for n in nodes if n["state"] == "Running"),
+            "running": sum(1 for n in nodes if n["state"] == "Running" and n["name"] in counted),
+            "wanted": None,
         },
+    }
+    if compared:
+        data["spec"] = {k: compared[k] for k in ("file", "missing", "extra")}
+        data["summary"]["wanted"] = len(compared["wanted_names"])
+    data["certificates"] = certificates_json(cluster)  # the local PKI's expiry dates
+    return data
+
+
+def _against_spec(nodes: list[dict[str, Any]], spec: Any) -> dict[str, Any] | None:
+    """The spec's machines next to the cloud's: which it lacks, which the spec does not want."""
+    if spec is None:
+        return None
+    wanted = [name for name, _role in spec.machine_names()]
+    present = {n["name"] for n in nodes}
+    return {
+        "file": spec.source,
+        "wanted_names": set(wanted),
+        "missing": [name for name in wanted if name not in present],
+        "extra": [n["name"] for n in nodes if n["name"] not in set(wanted)],
     }
 
 
 def _show_status(data: dict[str, Any]) -> None:
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (n["name"], n["role"], n["state"], n["ip"], "yes" if n["bootstrapped"] else "no")
         for n in data["nodes"]
     ]
-    s = data["summary"]
+    compared = data["spec"]
+    for name in compared["missing"] if compared else []:
+        rows.append((name, _role_of(data["cluster"], name), "missing", None, None))
     emit(
         data,
         settings().output,
-        f"cluster {data['cluster']}: {s['running']}/{s['nodes']} running",
+        _status_title(data),
         ["node", "role", "state", "ip", "bootstrapped"],
         rows,
     )
+    certs = data["certificates"]  # expiry of the local PKI's certificates, then warnings
+    if certs["present"] and settings().output != "json":
+        rows = [(c["what"], c["node"], c["not_after"][:10], c["days_left"]) for c in certs["items"]]
+        emit(
+            data,
+            "table",
+            f"certificates in {certs['pki']}",
+            ["certificate", "node", "expires", "days"],
+            rows,
+        )
+    for line in certs["warnings"]:
+        click.echo(line, err=True)
+
+
+def _status_title(data: dict[str, Any]) -> str:
+    """The table's title, e.g. "cluster demo: 7/9 running; missing: worker-3, worker-4"
+    (names without the cluster's prefix: the title already says which cluster)."""
+    s, compared, cluster = data["summary"], data["spec"], data["cluster"]
+    if compared is None and not data["exists"]:
+        return (
+            f"cluster {cluster}: nothing in the cloud is tagged with it (no spec to compare with)"
+        )
+    if compared is None:
+        return (
+            f"cluster {cluster}: {s['running']}/{s['nodes']} running "
+            "(no spec to compare with: counted what the cloud has)"
+        )
+    title = f"cluster {cluster}: {s['running']}/{s['wanted']} running"
+    if compared["missing"]:
+        title += f"; missing: {_short_names(cluster, compared['missing'])}"
+    if compared["extra"]:
+        title += f"; not in the spec: {_short_names(cluster, compared['extra'])}"
+    return title
+
+
+def _short_names(cluster: str, names: list[str], most: int = 8) -> str:
+    short = [name.removeprefix(f"{cluster}-") for name in names]
+    more = f" and {len(short) - most} more" if len(short) > most else ""
+    return ", ".join(short[:most]) + more
+
+
+def _role_of(cluster: str, name: str) -> str | None:
+    from stackfleet.provisioners.naming import role_from_machine_name
+
+    return role_from_machine_name(cluster, name)
 
 
 @click.command()
@@ -119,17 +237,15 @@ def _show_status(data: dict[str, Any]) -> None:
 @global_options
 @handle_errors
 def status(spec_path: Path, cluster_name: str | None, profile: str | None) -> None:
-    """Show the cluster's nodes as the cloud has them (found by tags, no local state).
+    """Show the cluster's nodes as the cloud has them (found by tags, no local state),
+    counted against the spec ("7/9 running; missing: worker-3, worker-4").
 
-    JSON (--output json): {"cluster", "exists", "expires", "nodes": [{"name", "role",
-    "state", "ip", "public_ip", "id", "bootstrapped"}], "groups": [{"name", "rules"}],
-    "summary": {"nodes", "running"}}.
+    With --cluster NAME no spec is read: it counts what exists, in the cloud of --profile,
+    else of the CLOUDSTACK_* variables or cloudstack.ini. JSON: docs/output.md#status.
     """
-    from stackfleet.provisioners.session import open_cloud
-
-    name, target, _ = _resolve_target(spec_path, cluster_name, profile)
-    with open_cloud(target) as prov:
-        _show_status(_status_data(name, prov.live_state(name)))
+    name, target, spec = _resolve_target(spec_path, cluster_name, profile)
+    with _cloud(target, spec) as prov:
+        _show_status(_status_data(name, prov.live_state(name), spec))
 
 
 @click.command()
@@ -146,7 +262,7 @@ def plan(spec_path: Path, detailed_exitcode: bool) -> None:
     """Show what `up` would create, change or delete, diffed with what the cloud has.
 
     Reads only, and refuses exactly where `up` would (same diff, same checks). JSON:
-    {"cluster", "strategy", "actions": [{"verb", "kind", "name", "detail"}]}.
+    docs/output.md#plan.
     """
     try:
         actions = _plan(spec_path)
@@ -162,25 +278,28 @@ def _plan(spec_path: Path) -> list[Any]:
     from stackfleet import state
     from stackfleet.cli.spec_cmds import EXAMPLE_KEY
     from stackfleet.provisioners.plan import local_ca_tags, make_plan
-    from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.up import preflight
 
     spec = load(spec_path)
     # The key `up` would register: the one this machine holds, or (none yet) a new one.
     public_key = state.operator_public_key(spec.name)
-    with open_cloud(_spec_target(spec)) as prov:
+    with _cloud(_spec_target(spec), spec) as prov:
         result = make_plan(spec, prov, public_key, local_ca_tags(spec.name))
         preflight(spec, prov, result, public_key or EXAMPLE_KEY)
     actions = result.actions()
     data = {
         "cluster": spec.name,
         "strategy": result.resolved.strategy,
-        "actions": [vars(a) for a in actions],
+        "actions": _actions_json(actions),
     }
     rows = [(a.verb, a.kind, a.name, a.detail) for a in actions]
     title = f"plan for {spec.name}: {len(actions)} change(s)" if actions else "no changes"
     emit(data, settings().output, title, ["action", "kind", "name", "detail"], rows)
     return actions
+
+
+def _actions_json(actions: list[Any]) -> list[dict[str, str]]:
+    return [{"verb": a.verb, "kind": a.kind, "name": a.name, "detail": a.detail} for a in actions]
 
 
 def _approve(plan: Any, shown: Any) -> None:
@@ -210,30 +329,50 @@ def _approve(plan: Any, shown: Any) -> None:
     help="Wait until etcd reports healthy, asked over SSH (default: when the nodes are "
     "reachable: not on the simulator, and only with access.ssh_cidrs).",
 )
+@click.option(
+    "--skip-drain",
+    is_flag=True,
+    help="Destroy workers the spec no longer wants without cordoning and draining them.",
+)
+@click.option(
+    "--drain-timeout",
+    "drain_timeout_s",
+    type=click.IntRange(1, 86400),
+    default=300,
+    show_default=True,
+    metavar="SECONDS",
+    help="Deadline of each worker's `kubectl drain` on the control node.",
+)
 @global_options
 @handle_errors
-def up(spec_path: Path, wait: bool | None) -> None:
+def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: int) -> None:
     """Create the cluster, or repair it to match the spec. A second run changes nothing.
 
     Safe to interrupt and run again: it finds what exists by tags and names. Shows the
     plan and asks before destroying any VM, unless --yes (no terminal: refuses). JSON:
-    {"changed": bool, "actions": [...], "status": <the status object>}.
+    docs/output.md#up.
     """
     from stackfleet.cli.progress import events
-    from stackfleet.provisioners.session import open_cloud
+    from stackfleet.provisioners.up import Drain
     from stackfleet.provisioners.up import up as run_up
     from stackfleet.statestore import guard_up
 
     spec = load(spec_path)
-    with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
+    with events() as shown, _cloud(_spec_target(spec), spec, shown.progress) as prov:
         with guard_up(spec.name, spec.state, prov):  # the store's PKI, checked with the cloud
-            result = run_up(spec, prov, shown, approve=lambda p: _approve(p, shown))
+            result = run_up(
+                spec,
+                prov,
+                shown,
+                approve=lambda p: _approve(p, shown),
+                drain=Drain(skip_drain, drain_timeout_s),
+            )
         live = prov.live_state(spec.name)
         _wait_ready(spec, live.machines, wait, shown)
     data: dict[str, Any] = {
         "changed": result.changed,
-        "actions": [vars(a) for a in result.plan.actions()],
-        "status": _status_data(spec.name, live),
+        "actions": _actions_json(result.plan.actions()),
+        "status": _status_data(spec.name, live, spec),
     }
     if settings().output == "json":
         emit(data, "json", "", [], [])
@@ -274,16 +413,24 @@ def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> Non
 
 
 @click.command("list")
-@click.option("--profile", help="'simulator' or a cloudstack.ini section (default: env/ini).")
+@click.option(
+    "--profile",
+    help="'simulator' or a cloudstack.ini section (default: the CLOUDSTACK_* variables, "
+    "else cloudstack.ini as `cs` reads it).",
+)
 @global_options
 @handle_errors
 def list_clusters(profile: str | None) -> None:
-    """List the stackfleet clusters in the account. JSON: [{"name", "machines", "expires"}]."""
-    from stackfleet.provisioners.session import CloudTarget, open_cloud
+    """List the stackfleet clusters in the account (no spec is read).
 
-    with open_cloud(CloudTarget(profile)) as prov:
+    The account is --profile's, else the CLOUDSTACK_* variables' or cloudstack.ini's.
+    JSON: docs/output.md#list.
+    """
+    from stackfleet.provisioners.session import CloudTarget
+
+    with _cloud(CloudTarget(profile), None) as prov:
         clusters = prov.list_clusters()
-    data = [vars(c) for c in clusters]
+    data = [{"name": c.name, "machines": c.machines, "expires": c.expires} for c in clusters]
     rows = [(c.name, c.machines, c.expires) for c in clusters]
     emit(data, settings().output, "clusters", ["cluster", "machines", "expires"], rows)
 
@@ -300,22 +447,21 @@ def down(
     """Delete every VM, group, rule, key and affinity group of the cluster.
 
     Found by tags and names, with no local state. Asks first unless --yes. Running it
-    twice is fine. JSON: [{"cluster", "machines", "groups", "rules", "keys", "spread_groups"}].
+    twice is fine. --expired (the CI janitor) needs no spec: without -f it works in the
+    cloud of --profile, else of the CLOUDSTACK_* variables or cloudstack.ini.
+    JSON: docs/output.md#down.
     """
     from stackfleet.cli.progress import events
     from stackfleet.provisioners.down import down as run_down
     from stackfleet.provisioners.down import expired_clusters
-    from stackfleet.provisioners.session import CloudTarget, open_cloud
 
-    spec = None
     if expired:
-        target = CloudTarget(profile) if profile or cluster_name else None
-        if target is None:
-            _, target, spec = _resolve_target(spec_path, None, None)
+        name = ""  # the expired clusters are found in the cloud
+        target, spec = _janitor_target(spec_path, cluster_name, profile)
     else:
         name, target, spec = _resolve_target(spec_path, cluster_name, profile)
     results = []
-    with events() as shown, open_cloud(target, on_progress=shown.progress) as prov:
+    with events() as shown, _cloud(target, spec, shown.progress) as prov:
         names = expired_clusters(prov) if expired else [name]
         if names and not expired:
             live = prov.live_state(name)
@@ -330,7 +476,17 @@ def down(
                 from stackfleet.statestore import forget
 
                 forget(cluster, spec.state if spec else None)
-    data = [vars(r) for r in results]
+    data = [
+        {
+            "cluster": r.cluster,
+            "machines": r.machines,
+            "groups": r.groups,
+            "rules": r.rules,
+            "keys": r.keys,
+            "spread_groups": r.spread_groups,
+        }
+        for r in results
+    ]
     rows = [(r.cluster, r.machines, r.groups, r.rules, r.keys, r.spread_groups) for r in results]
     emit(
         data,
@@ -339,3 +495,19 @@ def down(
         ["cluster", "vms", "groups", "rules", "keys", "affinity groups"],
         rows,
     )
+
+
+def _janitor_target(spec_path: Path, cluster_name: str | None, profile: str | None) -> Any:
+    """(CloudTarget, spec or None) for `down --expired`: the spec's cloud when -f names
+    one (or ./stackfleet.yaml exists and no --profile is given), else the flags' cloud."""
+    from stackfleet.provisioners.session import CloudTarget
+
+    if cluster_name:
+        raise BadInput(
+            f"--expired finds the expired clusters itself: drop --cluster {cluster_name} "
+            "(or drop --expired to delete that one cluster)"
+        )
+    if _given("spec_path") or (profile is None and spec_path.exists()):
+        spec = load(spec_path)
+        return _spec_target(spec, profile), spec
+    return CloudTarget(profile), None

@@ -28,14 +28,22 @@ MAX_MESSAGE = 1500
 
 @dataclass
 class Settings:
+    """The global options, wherever they were given (`stackfleet -o json status` or
+    `stackfleet status -o json`). Read them with `settings()`; `quiet` (-q) means: print
+    only errors and the command's result, no phases, progress or notes."""
+
     output: str = "table"
     verbose: int = 0
     debug: bool = False
     yes: bool = False
+    quiet: bool = False
 
 
 def settings() -> Settings:
-    ctx = click.get_current_context()
+    """This run's Settings (defaults outside a click command, e.g. in a library call)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return Settings()
     root = ctx.find_root()
     if not isinstance(root.obj, Settings):
         root.obj = Settings()
@@ -44,9 +52,12 @@ def settings() -> Settings:
 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        # Given before or after the subcommand: the later one wins, a default never does.
+        # Given before or after the subcommand: the later one wins, a default never does;
+        # -v counts on both sides (`stackfleet -v status -v` is -vv).
         source = ctx.get_parameter_source(param.name or name)
         if source is not click.core.ParameterSource.DEFAULT:
+            if name == "verbose":
+                value = settings().verbose + value
             setattr(settings(), name, value)
         return value
 
@@ -54,7 +65,8 @@ def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]
 
 
 def global_options(func: F) -> F:
-    """--output, -v, --debug, --yes: accepted on the group and on every command."""
+    """--output, -q, -v, --debug, --yes: accepted on the group (before the command) and
+    on every command (after it)."""
     options = [
         click.option(
             "--output",
@@ -64,6 +76,14 @@ def global_options(func: F) -> F:
             expose_value=False,
             callback=_remember("output"),
             help="table for people, json for scripts (a stable, documented shape).",
+        ),
+        click.option(
+            "--quiet",
+            "-q",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember("quiet"),
+            help="Print only errors and the result: no phases, progress or notes.",
         ),
         click.option(
             "-v",
@@ -271,7 +291,10 @@ def _report(message: str, opts: Settings) -> None:
 
 
 def _configure_logging(opts: Settings) -> None:
-    level = logging.DEBUG if (opts.debug or opts.verbose) else logging.WARNING
+    if opts.debug or opts.verbose:
+        level = logging.DEBUG  # asked for: shown even with -q
+    else:
+        level = logging.ERROR if opts.quiet else logging.WARNING
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -296,13 +319,30 @@ class RedactSecrets(logging.Filter):
 
 
 def confirm(question: str) -> None:
-    """Ask unless --yes; refuse (exit 2) when nobody can answer."""
+    """Ask unless --yes; refuse (exit 2) when nobody can answer. A progress display shown
+    meanwhile is paused, so the whole question and its [y/N] stay on the screen."""
+    from stackfleet.cli.progress import display_paused
+
     if settings().yes:
         return
     if not sys.stdin.isatty():
         raise BadInput(f"{question.rstrip('?')}: refusing without --yes (no terminal to ask)")
-    if not click.confirm(question, default=False, err=True):
+    with display_paused():
+        answer = click.confirm(question, default=False, err=True)
+    if not answer:
         raise BadInput("cancelled: nothing was changed")
+
+
+def check_cluster_name(name: str) -> str:
+    """A --cluster value, checked as the spec's `name` is (it names files and tags)."""
+    from stackfleet.spec_schema import NAME_MAX, NAME_PATTERN
+
+    if len(name) > NAME_MAX or not re.fullmatch(NAME_PATTERN, name):
+        raise BadInput(
+            f"--cluster {name!r}: not a cluster name (2-{NAME_MAX} lower-case letters, "
+            "digits and '-', starting with a letter, e.g. demo or ci-1234)"
+        )
+    return name
 
 
 def load(spec_path: Path) -> Any:

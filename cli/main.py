@@ -12,6 +12,7 @@ import sys
 import click
 
 from stackfleet import __version__
+from stackfleet.cli.common import global_options
 
 # name -> ("module:attribute", one-line help). The group's --help is drawn from this
 # table, so listing commands imports none of their modules.
@@ -26,8 +27,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("stackfleet.cli.cluster_cmds:list_clusters", "List the clusters in the account."),
     "down": ("stackfleet.cli.cluster_cmds:down", "Delete everything tagged with the cluster."),
     "ssh": ("stackfleet.cli.ssh_cmd:ssh", "Open a shell or run a command on a node."),
-    "kubeconfig": ("stackfleet.cli.spec_cmds:kubeconfig", "Write the cluster's admin kubeconfig."),
+    "kubeconfig": (
+        "stackfleet.cli.kubeconfig_cmd:kubeconfig",
+        "Write or merge the cluster's admin kubeconfig.",
+    ),
     "state": ("stackfleet.cli.state_cmds:state", "Push or pull the PKI to/from a state store."),
+    "renew": ("stackfleet.cli.renew_cmd:renew", "Reissue node certificates and roll them out."),
     "simulator": ("stackfleet.cli.simulator_cmd:simulator", "Run the CloudStack API simulator."),
 }
 
@@ -51,8 +56,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stackfleet")
+@global_options
 def cli() -> None:
     """Stand up TLS etcd + Kubernetes clusters on Apache CloudStack, and tear them down.
+
+    The options below are accepted before or after the command: `stackfleet -o json
+    status` and `stackfleet status -o json` are the same.
 
     Exit codes: 0 ok; 1 the cloud or the cluster failed; 2 bad input (spec, flags,
     credentials); 130 interrupted by SIGINT or SIGHUP, 143 by SIGTERM (run the same

@@ -1,6 +1,8 @@
 """Every result goes out through here: a rich table for people, JSON for scripts.
 
-The JSON shapes are documented in the README and kept stable; tables may change.
+The JSON shapes are documented in docs/output.md, one section per command, and kept
+stable (tests/cli/test_cli_json_shapes.py compares them with what the commands print);
+tables may change. Notes for people go to stderr, and -q silences them.
 """
 
 from __future__ import annotations
@@ -31,5 +33,9 @@ def emit(
 
 
 def note(text: str) -> None:
-    """A line for people, on stderr so that stdout stays machine-readable."""
-    click.echo(text, err=True)
+    """A line for people, on stderr so that stdout stays machine-readable; -q silences
+    it, so never put a command's result here (that goes through `emit`)."""
+    from stackfleet.cli.common import settings
+
+    if not settings().quiet:
+        click.echo(text, err=True)

@@ -7,14 +7,23 @@ from typing import Any
 
 import click
 
-from stackfleet.cli.common import global_options, handle_errors, load, spec_option
+from stackfleet.cli.common import (
+    check_cluster_name,
+    global_options,
+    handle_errors,
+    load,
+    spec_option,
+)
 from stackfleet.cli.output import emit, note
 from stackfleet.errors import BadInput
 
 
 @click.group()
+@global_options
 def state() -> None:
-    """Copy a cluster's PKI and tokens between $STACKFLEET_HOME and a state store."""
+    """Copy a cluster's PKI and tokens between $STACKFLEET_HOME and a state store.
+
+    JSON of push and pull: docs/output.md#state-push-and-state-pull."""
 
 
 def _where(spec_path: Path, cluster: str | None, store: str | None) -> tuple[str, str]:
@@ -23,9 +32,14 @@ def _where(spec_path: Path, cluster: str | None, store: str | None) -> tuple[str
     if cluster is None:
         spec = load(spec_path)
         cluster, store = spec.name, store or spec.state
+    else:
+        check_cluster_name(cluster)
     url = store or os.environ.get("STACKFLEET_STATE", "")
     if not url:
-        raise BadInput("state: name the store with --to/--from, `state:` or STACKFLEET_STATE")
+        raise BadInput(
+            "state: no store named: pass --to/--from (e.g. s3://bucket/clusters or "
+            "file:///srv/stackfleet), set the spec's `state:`, or STACKFLEET_STATE"
+        )
     return cluster, url
 
 
@@ -62,9 +76,7 @@ def _options(direction: str) -> Any:
 @global_options
 @handle_errors
 def push(spec_path: Path, cluster: str | None, store: str | None, dry_run: bool) -> None:
-    """Copy the local PKI to the store (conditional on the version read; CAs never replaced).
-
-    JSON: {"cluster", "store", "moved": [{"file", "action"}], "dry_run"}."""
+    """Copy the local PKI to the store (conditional on the version read; CAs never replaced)."""
     from stackfleet import statestore
 
     name, url = _where(spec_path, cluster, store)
@@ -87,9 +99,7 @@ def push(spec_path: Path, cluster: str | None, store: str | None, dry_run: bool)
 @global_options
 @handle_errors
 def pull(spec_path: Path, cluster: str | None, store: str | None, dry_run: bool) -> None:
-    """Copy the store's PKI into the local folder (replacing the local PKI).
-
-    JSON: {"cluster", "store", "moved": [{"file", "action"}], "dry_run"}."""
+    """Copy the store's PKI into the local folder (replacing the local PKI)."""
     from stackfleet import statestore
 
     name, url = _where(spec_path, cluster, store)
