@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from stackfleet.errors import CloudError
 from stackfleet.provisioners.base import Machine, MachineRequest, ReadyHook
-from stackfleet.provisioners.cloudstack.jobs import Pipeline, Task
+from stackfleet.provisioners.cloudstack.jobs import MachineCount, Pipeline, Task
 
 if TYPE_CHECKING:
     from stackfleet.provisioners.cloudstack.provisioner import CloudStackProvisioner
@@ -45,11 +45,18 @@ class CreateRun:
 
     def execute(self) -> list[Machine]:
         c = self.prov.jobs.concurrency
+        n = len(self.requests)
+        booted_here = self.ready is not None  # allocate: deployed stopped, started by us
         pipe = self.prov.jobs.pipeline(
             self.prov.timeout_s,
-            f"{len(self.requests)} VMs to create",
+            f"{n} VMs to create",
             on_round=self._on_round,
             limits={"deploy": c, "start": c},
+            count=MachineCount(
+                f"{n} machines to deploy and start" if booted_here else f"{n} machines to deploy",
+                n,
+                self._machines_done,
+            ),
         )
         for request in self.requests.values():
             pipe.add(self._deploy_task(request))
@@ -58,6 +65,15 @@ class CreateRun:
             reasons = "; ".join(f"{n}: {self.failed[n]}" for n in sorted(self.failed))
             raise CloudError(f"could not deploy {len(self.failed)} VM(s): {reasons}")
         return self._final_listing()
+
+    def _machines_done(self, pipe: Pipeline) -> int:
+        """Machines through their last step: deployed, and started where we start them."""
+        started = {t.key for t in pipe.done if t.lane == "start"}
+        return sum(
+            1
+            for name, request in self.requests.items()
+            if name in self.created and (self.ready is None or request.start or name in started)
+        )
 
     def _deploy_task(self, request: MachineRequest, after: tuple[str, ...] = ()) -> Task:
         gate = self.prov._spread_jobs.get(request.spread_group or "")

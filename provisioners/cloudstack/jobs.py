@@ -9,6 +9,9 @@ to finish together). Every wait has a deadline and says what it was waiting for.
 `Pipeline` is the general form: tasks in lanes (each lane has its own concurrency),
 tasks that wait for another job (a gate), and a callback per round with the tasks that
 finished, which may add more tasks (deploy -> write userdata -> start, per VM).
+Progress is told in machines, never in tasks (a VM's deploy and start are two tasks, one
+machine): a pipeline that moves machines is given a `MachineCount`; one that does not
+(tags, rules) reports no count, and the display says what it waits for instead.
 Background jobs (tags) are fired without waiting; `drain()` waits for all of them in
 shared rounds and reports a failed one with the job's error text.
 """
@@ -28,7 +31,7 @@ from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
 
 log = logging.getLogger("stackfleet.cloudstack.jobs")
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
+Progress = Callable[[str, int, int], None]  # (what, machines done, machines in all)
 # How many requests are sent at once when several jobs are ready to submit.
 SUBMIT_THREADS = 8
 
@@ -37,6 +40,15 @@ SUBMIT_THREADS = 8
 class Submission:
     key: str  # what the job is about, e.g. a machine name
     submit: Callable[[], str]  # sends the command, returns its jobid
+
+
+@dataclass(frozen=True)
+class MachineCount:
+    """How far a pipeline is, in machines: `done` counts them from the pipeline."""
+
+    what: str  # what is waited for, e.g. "9 machines to start"
+    total: int
+    done: Callable[[Pipeline], int]
 
 
 @dataclass
@@ -80,15 +92,24 @@ class JobRunner:
         self._pool: ThreadPoolExecutor | None = None
 
     # --- simple batches -----------------------------------------------------------
-    def run(self, submissions: Iterable[Submission], timeout_s: float, what: str) -> dict[str, str]:
+    def run(
+        self,
+        submissions: Iterable[Submission],
+        timeout_s: float,
+        what: str,
+        machines: bool = False,
+    ) -> dict[str, str]:
         """Submit all (bounded), wait until each job has finished; key -> jobid.
 
         Finished is not succeeded: callers check the resources (one list call for
         all) and ask `result()` only for the jobs whose resource looks wrong.
+        `machines`: one submission per machine, so progress counts the finished jobs.
         """
-        pipe = self.pipeline(timeout_s, what)
-        for s in submissions:
-            pipe.add(Task(s.key, s.submit))
+        tasks = [Task(s.key, s.submit) for s in submissions]
+        count = MachineCount(what, len(tasks), lambda p: len(p.done)) if machines else None
+        pipe = self.pipeline(timeout_s, what, count=count)
+        for task in tasks:
+            pipe.add(task)
         return {t.key: t.jobid for t in pipe.run() if t.jobid is not None}
 
     def pipeline(
@@ -97,8 +118,9 @@ class JobRunner:
         what: str,
         on_round: Callable[[Pipeline, list[Task]], None] | None = None,
         limits: Mapping[str, int] | None = None,
+        count: MachineCount | None = None,
     ) -> Pipeline:
-        return Pipeline(self, timeout_s, what, on_round, dict(limits or {}))
+        return Pipeline(self, timeout_s, what, on_round, dict(limits or {}), count)
 
     def result(self, jobid: str) -> dict[str, Any]:
         body = self.api.call("queryAsyncJobResult", {"jobid": jobid})
@@ -214,12 +236,14 @@ class Pipeline:
         what: str,
         on_round: Callable[[Pipeline, list[Task]], None] | None,
         limits: dict[str, int],
+        count: MachineCount | None = None,
     ) -> None:
         self.runner = runner
         self.timeout_s = timeout_s
         self.what = what
         self.on_round = on_round
         self.limits = limits
+        self.count = count
         self.queues: dict[str, deque[Task]] = {}
         self.inflight: dict[str, Task] = {}  # jobid -> task
         self.done: list[Task] = []
@@ -241,10 +265,15 @@ class Pipeline:
                 busy += 1
         return ready
 
+    def _report(self) -> None:
+        if self.count is not None and self.runner._on_progress is not None:
+            self.runner._on_progress(self.count.what, self.count.done(self), self.count.total)
+
     def run(self) -> list[Task]:
         runner = self.runner
         deadline = runner._clock() + self.timeout_s
         interval = runner._first
+        self._report()  # 0 of N: the display knows what is waited for before the first one
         while True:
             ready = self._ready()
             if ready:
@@ -278,5 +307,4 @@ class Pipeline:
                 interval = runner._first * 2
             else:
                 interval = min(interval * 1.6, runner._max)
-            if runner._on_progress:
-                runner._on_progress(self.what, len(self.done), self.total)
+            self._report()

@@ -35,7 +35,14 @@ from stackfleet.provisioners.base import (
 )
 from stackfleet.provisioners.cloudstack import lookups
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.cloudstack.jobs import JobRunner, Pipeline, Progress, Submission, Task
+from stackfleet.provisioners.cloudstack.jobs import (
+    JobRunner,
+    MachineCount,
+    Pipeline,
+    Progress,
+    Submission,
+    Task,
+)
 from stackfleet.security_groups.rules import Rule
 
 log = logging.getLogger("stackfleet.cloudstack")
@@ -529,14 +536,17 @@ class CloudStackProvisioner(Provisioner):
                 names = [vm["name"] for vm in self._vms_by_id([vm_id])] if exc.code == 431 else []
                 raise _userdata_refused(exc, names[0] if names else vm_id, encoded) or exc from None
 
-    def _power(self, command: str, ids: Sequence[str], want: str, what: str) -> list[Machine]:
+    def _power(self, command: str, ids: Sequence[str], want: str, verb: str) -> list[Machine]:
         """Start or stop, and again for those whose job failed: both are idempotent."""
         if not ids:
             return []
+        what = f"{len(ids)} machines to {verb}"
         todo, reasons = list(ids), {}
         for _ in range(POWER_ATTEMPTS):
             subs = [Submission(i, self._simple_job(command, {"id": i})) for i in todo]
-            done = self.jobs.run(subs, self.timeout_s, what)
+            # Counted in machines; a retry counts only those it retries.
+            this_round = what if len(todo) == len(ids) else f"{len(todo)} machines to {verb} again"
+            done = self.jobs.run(subs, self.timeout_s, this_round, machines=True)
             vms = {vm["id"]: vm for vm in self._vms_by_id(ids)}
             todo = [i for i in ids if vms.get(i, {}).get("state") != want]
             if not todo:
@@ -556,10 +566,10 @@ class CloudStackProvisioner(Provisioner):
         return lambda: str(self.api.call(command, params)["jobid"])
 
     def start_machines(self, ids: Sequence[str]) -> list[Machine]:
-        return self._power("startVirtualMachine", ids, "Running", f"{len(ids)} VMs to start")
+        return self._power("startVirtualMachine", ids, "Running", "start")
 
     def stop_machines(self, ids: Sequence[str]) -> list[Machine]:
-        return self._power("stopVirtualMachine", ids, "Stopped", f"{len(ids)} VMs to stop")
+        return self._power("stopVirtualMachine", ids, "Stopped", "stop")
 
     def destroy_machines(self, ids: Sequence[str]) -> None:
         self.teardown(ids, [])
@@ -588,6 +598,14 @@ class CloudStackProvisioner(Provisioner):
             f"{len(machine_ids)} VMs to destroy, {len(rule_ids)} rules to revoke",
             on_round=on_round,
             limits={"rules": max(len(rule_ids), 1)},
+            # In machines (the rules ride along): none to destroy, no count.
+            count=MachineCount(
+                f"{len(vm_ids)} machines to destroy",
+                len(vm_ids),
+                lambda p: sum(1 for t in p.done if t.key in vm_ids),
+            )
+            if vm_ids
+            else None,
         )
         # Destroys first (the affinity groups wait for them), then the rules in the order
         # given: the cloud runs one group's rule jobs in turn, so the caller interleaves
