@@ -222,9 +222,22 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
         for key, item in roles.items()
         if isinstance(item, dict) and _is_int(item.get("count"))
     }
-    if "etcd" in counts and counts["etcd"] % 2 == 0:
+    members = counts.get("etcd")
+    if members == 0:
         problems.append(
-            ("roles.etcd.count", f"{counts['etcd']} is even: use an odd count (1, 3, 5)")
+            (
+                "roles.etcd.count",
+                "0: a cluster needs at least 1 etcd member (to delete the "
+                "cluster, use `stackfleet down`)",
+            )
+        )
+    elif members is not None and members % 2 == 0:
+        problems.append(
+            (
+                "roles.etcd.count",
+                f"{members} is even: an even member count tolerates no more "
+                f"failures than one fewer; use {members - 1} or {members + 1}",
+            )
         )
     if counts.get("workers", 0) and not counts.get("control", 0):
         problems.append(("roles.control.count", "workers need at least one control node"))

@@ -295,7 +295,7 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
     assert sorted(_problems(data)) == [
         ("access.ssh_cidrs[0]", "'10.0.0.1/8' has host bits set: did you mean 10.0.0.0/8?"),
         ("cloud.concurrency", "must be between 1 and 64, not 0"),
-        ("roles.etcd.count", "2 is even: use an odd count (1, 3, 5)"),
+        ("roles.etcd.count", "2 is even: an even member count tolerates no more failures than one fewer; use 1 or 3"),
         # JSON Schema calls 3.0 an integer; a count written so is a typo we refuse.
         ("roles.workers.count", "must be a whole number, not 3.0"),
     ]
