@@ -3,7 +3,8 @@
 ECDSA P-256 everywhere: an etcd node's userdata stays near 9 KB (RSA made it ~16 KB), far
 under CloudStack's 32768 base64 characters. CAs are created once and never rotated by a
 re-run; leaf certificates are reissued only when missing, no longer matching the node's
-name/IP, signed by another CA, or close to expiry. Every file is written 0600 in a 0700
+name/IP, or signed by another CA; near expiry they are `renew`'s to reissue, together with
+the rollout, never `up`'s. Every file is written 0600 in a 0700
 directory, atomically (temp file + rename), so a kill mid-write never leaves half a key.
 """
 
@@ -190,14 +191,16 @@ def member_sans(node: NodeInfo) -> tuple[list[str], list[str]]:
 
 
 def cert_matches(ck: CertKey, ca: CertKey, dns: Sequence[str], ips: Sequence[str]) -> bool:
-    """True if `ck` is signed by `ca`, not near expiry, and carries exactly these SANs."""
+    """True if `ck` is signed by `ca` and carries exactly these SANs.
+
+    Not its expiry: a running node holds the same certificate, so a copy reissued here
+    would differ from what the node serves. `status` warns of expiry, and `renew`
+    reissues and rolls the certificates out together."""
     cert = x509.load_pem_x509_certificate(ck.cert_pem.encode())
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.encode())
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
-        return False
-    if cert.not_valid_after_utc - _now() < RENEW_BEFORE:
         return False
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -362,7 +365,8 @@ def _leaf(
 
 
 def load_or_create(directory: Path, cluster: str, nodes: Sequence[NodeInfo]) -> ClusterPKI:
-    """Load the cluster's PKI from `directory`, creating or reissuing only what is needed."""
+    """Load the cluster's PKI from `directory`, creating what is missing and reissuing only
+    a certificate whose CA or names no longer fit (never for its age: see cert_matches)."""
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
         raise BadInput(f"nodes: duplicate node names in cluster {cluster!r}")

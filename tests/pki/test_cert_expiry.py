@@ -7,10 +7,13 @@ back with `cryptography`). Simulated: the VMs (they run nothing: nothing to roll
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sf_testkit import Workspace, mutating
 
 from stackfleet import pki
+from stackfleet.cloudconfig_templates.model import NodeInfo
 
 
 def test_status_lists_every_certificate_and_warns_inside_30_days(
@@ -68,3 +71,20 @@ def test_status_without_local_pki_still_works(ws: Workspace) -> None:
     status = ws.run("status", "--cluster", "np", "--profile", "simulator", "-o", "json")
     assert status.exit_code == 0, status.stderr
     assert status.json()["certificates"]["present"] is False
+
+
+def test_up_never_reissues_a_running_nodes_certificate_for_its_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member certificate near expiry stays as it is across load_or_create (what `up`
+    runs): the node serves that very certificate, so only `renew` (which rolls it out)
+    may replace it. Real: the PKI code and cryptography's certificates."""
+    nodes = [NodeInfo("c-etcd-1", "etcd", "10.0.0.5")]
+    first = pki.load_or_create(tmp_path, "c", nodes)
+    monkeypatch.setattr(pki, "LEAF_DAYS", 5)
+    soon = pki.reissue(tmp_path, "etcd-member-c-etcd-1")
+    pki.put_leaf(tmp_path, "etcd-member-c-etcd-1", soon)
+    monkeypatch.undo()
+    again = pki.load_or_create(tmp_path, "c", nodes)
+    assert again.etcd_members["c-etcd-1"].cert_pem == soon.cert_pem
+    assert again.etcd_members["c-etcd-1"].cert_pem != first.etcd_members["c-etcd-1"].cert_pem
