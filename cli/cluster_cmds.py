@@ -7,8 +7,6 @@ names, else in the one the CLOUDSTACK_* variables or cloudstack.ini name (as `cs
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from stackfleet.cli.common import (
     spec_option,
 )
 from stackfleet.cli.output import emit, note
-from stackfleet.errors import BadInput, CredentialsError, ExitCode, StackfleetError
+from stackfleet.errors import BadInput, ExitCode, StackfleetError
 
 # Where a command without a spec finds its cloud, for help and error texts.
 FLAG_CLOUD = "--profile, else the CLOUDSTACK_* variables or cloudstack.ini"
@@ -60,7 +58,11 @@ def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | No
                 f"-f {spec_path} and --cluster {cluster_name}: give one of them "
                 "(--cluster reads no spec)"
             )
-        return check_cluster_name(cluster_name), CloudTarget(profile), None
+        return (
+            check_cluster_name(cluster_name),
+            CloudTarget(profile, profile_from="--profile"),
+            None,
+        )
     if not spec_path.exists() and profile is not None:
         raise BadInput("--profile needs --cluster NAME (or a spec with -f)")
     if not spec_path.exists() and not _given("spec_path"):
@@ -70,24 +72,6 @@ def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | No
         )
     spec = load(spec_path)
     return spec.name, _spec_target(spec, profile), spec
-
-
-@contextmanager
-def _cloud(target: Any, spec: Any, on_progress: Any = None) -> Iterator[Any]:
-    """open_cloud. Without a spec, credential advice names the flag, not the spec key:
-    credentials.py speaks of `profile: simulator` and cloud.profile, which these
-    commands do not read."""
-    from stackfleet.provisioners.session import open_cloud
-
-    with ExitStack() as stack:
-        try:
-            prov = stack.enter_context(open_cloud(target, on_progress=on_progress))
-        except CredentialsError as exc:
-            if spec is not None:
-                raise
-            text = str(exc).replace("`profile: simulator`", "`--profile simulator`")
-            raise CredentialsError(text.replace("cloud.profile", "--profile")) from None
-        yield prov
 
 
 def _spec_target(spec: Any, profile: str | None = None) -> Any:
@@ -243,8 +227,10 @@ def status(spec_path: Path, cluster_name: str | None, profile: str | None) -> No
     With --cluster NAME no spec is read: it counts what exists, in the cloud of --profile,
     else of the CLOUDSTACK_* variables or cloudstack.ini. JSON: docs/output.md#status.
     """
+    from stackfleet.provisioners.session import open_cloud
+
     name, target, spec = _resolve_target(spec_path, cluster_name, profile)
-    with _cloud(target, spec) as prov:
+    with open_cloud(target) as prov:
         _show_status(_status_data(name, prov.live_state(name), spec))
 
 
@@ -278,12 +264,13 @@ def _plan(spec_path: Path) -> list[Any]:
     from stackfleet import state
     from stackfleet.cli.spec_cmds import EXAMPLE_KEY
     from stackfleet.provisioners.plan import local_ca_tags, make_plan
+    from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.up import preflight
 
     spec = load(spec_path)
     # The key `up` would register: the one this machine holds, or (none yet) a new one.
     public_key = state.operator_public_key(spec.name)
-    with _cloud(_spec_target(spec), spec) as prov:
+    with open_cloud(_spec_target(spec)) as prov:
         result = make_plan(spec, prov, public_key, local_ca_tags(spec.name))
         preflight(spec, prov, result, public_key or EXAMPLE_KEY)
     actions = result.actions()
@@ -353,12 +340,13 @@ def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: in
     docs/output.md#up.
     """
     from stackfleet.cli.progress import events
+    from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.up import Drain
     from stackfleet.provisioners.up import up as run_up
     from stackfleet.statestore import guard_up
 
     spec = load(spec_path)
-    with events() as shown, _cloud(_spec_target(spec), spec, shown.progress) as prov:
+    with events() as shown, open_cloud(_spec_target(spec), on_progress=shown.progress) as prov:
         with guard_up(spec.name, spec.state, prov):  # the store's PKI, checked with the cloud
             result = run_up(
                 spec,
@@ -426,9 +414,9 @@ def list_clusters(profile: str | None) -> None:
     The account is --profile's, else the CLOUDSTACK_* variables' or cloudstack.ini's.
     JSON: docs/output.md#list.
     """
-    from stackfleet.provisioners.session import CloudTarget
+    from stackfleet.provisioners.session import CloudTarget, open_cloud
 
-    with _cloud(CloudTarget(profile), None) as prov:
+    with open_cloud(CloudTarget(profile, profile_from="--profile")) as prov:
         clusters = prov.list_clusters()
     data = [{"name": c.name, "machines": c.machines, "expires": c.expires} for c in clusters]
     rows = [(c.name, c.machines, c.expires) for c in clusters]
@@ -454,6 +442,7 @@ def down(
     from stackfleet.cli.progress import events
     from stackfleet.provisioners.down import down as run_down
     from stackfleet.provisioners.down import expired_clusters
+    from stackfleet.provisioners.session import open_cloud
 
     if expired:
         name = ""  # the expired clusters are found in the cloud
@@ -461,7 +450,7 @@ def down(
     else:
         name, target, spec = _resolve_target(spec_path, cluster_name, profile)
     results = []
-    with events() as shown, _cloud(target, spec, shown.progress) as prov:
+    with events() as shown, open_cloud(target, on_progress=shown.progress) as prov:
         names = expired_clusters(prov) if expired else [name]
         if names and not expired:
             live = prov.live_state(name)
@@ -510,4 +499,4 @@ def _janitor_target(spec_path: Path, cluster_name: str | None, profile: str | No
     if _given("spec_path") or (profile is None and spec_path.exists()):
         spec = load(spec_path)
         return _spec_target(spec, profile), spec
-    return CloudTarget(profile), None
+    return CloudTarget(profile, profile_from="--profile"), None

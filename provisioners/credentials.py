@@ -129,11 +129,14 @@ def cs_config(
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
     endpoint: str | None = None,
+    profile_from: str = "cloud.profile",
 ) -> CsConfig:
     """cs.read_config(ini_group), step for step, with our errors instead of cs's crashes.
 
     `endpoint` (ours: the spec's cloud.endpoint) beats every file and variable, and
     makes the ini files optional (the key and secret may then come from the environment).
+    `profile_from` names where the caller's profile is given (the spec's cloud.profile,
+    or a command's --profile), for the advice in errors.
     """
     env = os.environ if env is None else env
     values = dict(CS_DEFAULTS)
@@ -155,14 +158,14 @@ def cs_config(
         raise CredentialsError(
             "no CloudStack credentials: set CLOUDSTACK_ENDPOINT, CLOUDSTACK_KEY and "
             "CLOUDSTACK_SECRET, write ~/.cloudstack.ini or ./cloudstack.ini, or use "
-            f"`profile: simulator` (tried {', '.join(str(p) for p in paths)})"
+            f"{_simulator_hint(profile_from)} (tried {', '.join(str(p) for p in paths)})"
         )
     parser, key_files = _read_ini(files)
     explicit = bool(ini_group)
     section = ini_group or env.get("CLOUDSTACK_REGION") or "cloudstack"
     found = parser.has_section(section)
     if not found and explicit:
-        raise CredentialsError(_no_section(section, parser, files, "cloud.profile"))
+        raise CredentialsError(_no_section(section, parser, files, profile_from))
     ini: dict[str, Any] = {}
     ini_origins: dict[str, str] = {}
     if found:
@@ -209,10 +212,12 @@ def find_credentials(
     endpoint_override: str | None = None,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
+    profile_from: str = "cloud.profile",
 ) -> Credentials:
-    """Credentials for `profile` (the spec's cloud.profile: it beats CLOUDSTACK_REGION)."""
+    """Credentials for `profile` (the spec's cloud.profile, or `profile_from`: it beats
+    CLOUDSTACK_REGION)."""
     env = os.environ if env is None else env
-    conf = cs_config(profile or None, env, home, endpoint_override)
+    conf = cs_config(profile or None, env, home, endpoint_override, profile_from)
     values, origins = conf.values, conf.origins
     where = _names(conf.files) or "environment"
     if conf.section:
@@ -388,8 +393,15 @@ def _no_section(
     known = ", ".join(parser.sections()) or "none"
     return (
         f"{_names(files)}: no [{section}] section (sections: {known}; the name came from "
-        f"{how}); set cloud.profile or CLOUDSTACK_REGION to one of them"
+        f"{how}); set {how} or CLOUDSTACK_REGION to one of them"
     )
+
+
+def _simulator_hint(profile_from: str) -> str:
+    """How to pick the embedded simulator, where the profile is given."""
+    if profile_from == "cloud.profile":
+        return "`profile: simulator` under the spec's cloud"
+    return f"`{profile_from} simulator`"
 
 
 def _names(files: Sequence[Path]) -> str:

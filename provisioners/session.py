@@ -53,6 +53,8 @@ class CloudTarget:
     # QEMU router serves as an artifact mirror; None: STACKFLEET_SIMULATOR_* or defaults.
     simulator_hypervisor: str | None = None
     simulator_mirror: str | None = None
+    # Where `profile` came from, for credential advice: the spec, or a command's flag.
+    profile_from: str = "cloud.profile"
 
 
 @contextmanager
@@ -73,7 +75,7 @@ def open_cloud(target: CloudTarget, on_progress: Progress | None = None) -> Iter
 @contextmanager
 def _credentials(target: CloudTarget) -> Iterator[Credentials]:
     if target.profile != SIMULATOR_PROFILE:
-        yield find_credentials(target.profile, target.endpoint)
+        yield find_credentials(target.profile, target.endpoint, profile_from=target.profile_from)
         return
     from stackfleet.simulator import Simulator, SimulatorConfig
     from stackfleet.simulator.config import parse_latency
