@@ -44,7 +44,7 @@ class DetachError(click.ClickException):
 
 @click.group("simulator")
 def simulator() -> None:
-    """The embedded Apache CloudStack API simulator."""
+    """The embedded API simulators: Apache CloudStack, and exoscale API v2 (--api exoscale)."""
 
 
 @simulator.command("serve")
@@ -169,6 +169,15 @@ def simulator() -> None:
     "http://<gateway>:8090/ (an artifacts.base_url for clouds with no internet).",
 )
 @click.option(
+    "--api",
+    type=click.Choice(["cloudstack", "exoscale"]),
+    default="cloudstack",
+    show_default=True,
+    help="Which API to serve: Apache CloudStack's, or exoscale's API v2 (built from the "
+    "OpenAPI spec the `exoscale` client ships; --latency's default is how long its "
+    "operations stay pending).",
+)
+@click.option(
     "--detach",
     is_flag=True,
     help="Run in the background (pid file and log in the state dir) and return once it "
@@ -194,14 +203,17 @@ def serve(
     password_port: int | None,
     hypervisor: str | None,
     mirror: Path | None,
+    api: str,
     detach: bool,
 ) -> None:
-    """Serve the CloudStack API until SIGINT/SIGTERM.
+    """Serve the CloudStack API (or, with --api exoscale, exoscale's) until SIGINT/SIGTERM.
 
     In the foreground it prints CLOUDSTACK_ENDPOINT=, CLOUDSTACK_KEY= and
-    CLOUDSTACK_SECRET= lines (a dotenv file) once it listens. With --detach it runs in
-    the background: `eval "$(stackfleet simulator env)"` then points any CloudStack
-    client at it, and `stackfleet simulator stop` ends it.
+    CLOUDSTACK_SECRET= lines (a dotenv file) once it listens; with --api exoscale,
+    EXOSCALE_API_ENDPOINT=, EXOSCALE_API_KEY= and EXOSCALE_API_SECRET= (the official
+    client takes the endpoint as `url=`). With --detach it runs in the background:
+    `eval "$(stackfleet simulator env)"` then points any client at it, and
+    `stackfleet simulator stop` ends it.
     """
     from stackfleet.errors import BadInput
     from stackfleet.simulator import parse_faults, parse_latency
@@ -211,6 +223,8 @@ def serve(
         fault_config = parse_faults(faults, fault_commands) if faults else None
     except BadInput as exc:
         raise ServeError(str(exc)) from None
+    if api == "exoscale":
+        _refuse_cloudstack_options(click.get_current_context())
     if detach:
         _start_detached(click.get_current_context())
         return
@@ -227,6 +241,15 @@ def serve(
         claimed = detached.claim(where) if where else None
     except detached.AlreadyRunning as exc:
         raise DetachError(str(exc)) from None
+    if api == "exoscale":
+        try:
+            _serve_exoscale(
+                host, port, state, latencies["default"], api_key, secret, request_log, where
+            )
+        finally:
+            if where is not None and claimed is not None:
+                detached.release(where, claimed)
+        return
     scratch = None
     if hypervisor == "qemu" and state is None:
         # The guests' router reads the VMs from a file: keep an in-memory cloud in a
@@ -293,7 +316,7 @@ def _announce(sim: Simulator, where: Files | None) -> None:
         password_url=sim.password_url,
     )
     if where is None:
-        for name, value in record.environment().items():
+        for name, value in environment(record).items():
             click.echo(f"{name}={value}")
     else:
         publish(where, record)
@@ -305,6 +328,90 @@ def _announce(sim: Simulator, where: Files | None) -> None:
     if sim.password_url:
         click.echo(f"# password server: {sim.password_url}")
     sys.stdout.flush()  # a parent reading our stdout needs the lines now
+
+
+# Options that only the CloudStack simulator has; refused with --api exoscale.
+CLOUDSTACK_ONLY = (
+    "rate_limit",
+    "faults",
+    "fault_commands",
+    "metadata_port",
+    "password_port",
+    "hypervisor",
+    "mirror",
+)
+
+
+def _refuse_cloudstack_options(ctx: click.Context) -> None:
+    for name in CLOUDSTACK_ONLY:
+        if ctx.params.get(name) is not None:
+            option = "--" + name.replace("_", "-")
+            raise ServeError(f"{option} is for --api cloudstack; drop it or serve CloudStack")
+
+
+def _serve_exoscale(
+    host: str,
+    port: int,
+    state: Path | None,
+    latency: float,
+    api_key: str | None,
+    secret: str | None,
+    request_log: Path | None,
+    where: Files | None,
+) -> None:
+    from stackfleet.errors import BadInput
+    from stackfleet.simulator.detach import Record, publish
+    from stackfleet.simulator.exoscale import ExoscaleConfig, ExoscaleSimulator
+
+    cfg = ExoscaleConfig(
+        state_path=state,
+        request_log=request_log,
+        host=host,
+        port=port,
+        operation_latency=latency,
+        api_key=api_key,
+        secret=secret,
+    )
+    try:
+        sim = ExoscaleSimulator.start(cfg)
+    except BadInput as exc:
+        raise ServeError(str(exc)) from None
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    done = threading.Event()
+
+    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    try:
+        record = Record(os.getpid(), sim.endpoint, sim.api_key, sim.secret)
+        if where is None:
+            for name, value in environment(record).items():
+                click.echo(f"{name}={value}")
+        else:
+            publish(where, record)
+            click.echo(f"listening on {sim.endpoint} (pid {os.getpid()})")
+        click.echo(f"# zone: {sim.zone}; python: Client(key, secret, url=EXOSCALE_API_ENDPOINT)")
+        sys.stdout.flush()  # a parent reading our stdout needs the lines now
+        done.wait()
+    finally:
+        sim.stop()
+
+
+def environment(record: Record) -> dict[str, str]:
+    """The variables a client reads. The endpoint's path tells the API: exoscale's is /v2,
+    CloudStack's /client/api."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(record.endpoint).path.rstrip("/") == "/v2":
+        return {
+            "EXOSCALE_API_ENDPOINT": record.endpoint,
+            "EXOSCALE_API_KEY": record.api_key,
+            "EXOSCALE_API_SECRET": record.secret,
+        }
+    return record.environment()
 
 
 def _start_detached(ctx: click.Context) -> None:
@@ -425,7 +532,7 @@ def _last_line(path: Path) -> str:
 @global_options
 @handle_errors
 def env() -> None:
-    """Print `export CLOUDSTACK_...` lines for the detached server, for `eval`.
+    """Print `export CLOUDSTACK_...` (or EXOSCALE_API_...) lines for the detached server.
 
     `eval "$(stackfleet simulator env)"`; no server running: one line, exit 1. The lines
     hold the API secret: that is the point of the command. JSON: the same variables as one
@@ -436,7 +543,7 @@ def env() -> None:
 
     from stackfleet.simulator.detach import current, files
 
-    variables = current(files()).environment()
+    variables = environment(current(files()))
     if settings().output == "json":
         click.echo(json.dumps(variables, indent=2))
         return
