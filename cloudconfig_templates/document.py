@@ -1,4 +1,6 @@
-"""Serialise Parts into one flavor's cloud-config: coreos-cloudinit (Flatcar) or cloud-init.
+"""Serialise Parts into the #cloud-config dialect of a flavor's boot agent: coreos-cloudinit
+(Flatcar) or cloud-init (Ubuntu). What differs between flavors of one agent (stock units to
+mask, packages) comes from the `Flavor` (stackfleet/flavors.py).
 
 The document is built as data and dumped by PyYAML, so embedded files are never indented by
 hand. Large compressible files travel as `gz+b64` (both agents accept it in write_files).
@@ -8,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from stackfleet.cloudconfig_templates.parts import File, Parts
+from stackfleet.cloudconfig_templates.templates import render
+from stackfleet.flavors import CLOUD_INIT, COREOS_CLOUDINIT, Flavor
 from stackfleet.pki import SSHHostKey
 
 HEADER = "#cloud-config\n"
@@ -23,8 +29,6 @@ STAGE1_GUARD = (
 # Compress only where it pays: PEM is already base64 and barely shrinks.
 GZIP_MIN_BYTES = 512
 GZIP_MAX_RATIO = 0.7
-FLATCAR_STOCK_UNITS_TO_MASK = ("etcd-member.service", "flanneld.service")
-UBUNTU_KUBE_PACKAGES = ("containerd", "conntrack", "socat", "ethtool", "iptables")
 CONTAINERD_CONFIG = """\
 version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
@@ -75,17 +79,41 @@ def _host_key_files(key: SSHHostKey) -> list[File]:
     ]
 
 
-def flatcar(
-    hostname: str, keys: tuple[str, ...], host_key: SSHHostKey, parts: Parts, hostkey_unit: str
-) -> str:
-    files = _host_key_files(host_key) + parts.files
-    units: list[dict[str, Any]] = [{"name": n, "mask": True} for n in FLATCAR_STOCK_UNITS_TO_MASK]
+@dataclass(frozen=True)
+class Node:
+    """What a serialiser writes for one node, besides its role's Parts."""
+
+    flavor: Flavor
+    hostname: str
+    keys: tuple[str, ...]
+    host_key: SSHHostKey
+    stage1: bool = False
+
+
+_OTHER_HOST_KEY_TYPES = ("rsa", "ecdsa", "dsa")
+
+
+def _hostkey_unit(key_type: str) -> str:
+    """coreos-cloudinit has no ssh_keys: a unit puts the pinned key in place and removes
+    the image's other host keys."""
+    return render(
+        "units/stackfleet-ssh-hostkeys.service.j2",
+        after=["sshd-keygen.service"],
+        requires=[],
+        key_path=f"/etc/ssh/ssh_host_{key_type}_key",
+        other_types=[t for t in _OTHER_HOST_KEY_TYPES if t != key_type],
+    )
+
+
+def coreos_cloudinit(node: Node, parts: Parts) -> str:
+    files = _host_key_files(node.host_key) + parts.files
+    units: list[dict[str, Any]] = [{"name": n, "mask": True} for n in node.flavor.masked_units]
     units.append(
         {
             "name": "stackfleet-ssh-hostkeys.service",
             "enable": True,
             "command": "start",
-            "content": hostkey_unit,
+            "content": _hostkey_unit(node.host_key.key_type),
         }
     )
     if any(u.name == "kubelet.service" for u in parts.units):
@@ -95,8 +123,8 @@ def flatcar(
         for u in parts.units
     ]
     doc: dict[str, Any] = {
-        "hostname": hostname,
-        "ssh_authorized_keys": list(keys),
+        "hostname": node.hostname,
+        "ssh_authorized_keys": list(node.keys),
         "write_files": [write_file(f) for f in files],
         # Members reboot one by one by hand, not all at once after an update.
         "coreos": {"update": {"reboot_strategy": "off"}, "units": units},
@@ -104,13 +132,12 @@ def flatcar(
     return dump(doc)
 
 
-def ubuntu(
-    hostname: str, keys: tuple[str, ...], host_key: SSHHostKey, parts: Parts, stage1: bool = False
-) -> str:
+def cloud_init(node: Node, parts: Parts) -> str:
+    host_key = node.host_key
     doc: dict[str, Any] = {
-        "hostname": hostname,
+        "hostname": node.hostname,
         "manage_etc_hosts": False,
-        "ssh_authorized_keys": list(keys),
+        "ssh_authorized_keys": list(node.keys),
         # Only the pinned key: none kept from the image; with ssh_keys, none generated.
         "ssh_deletekeys": True,
         "ssh_keys": {
@@ -120,7 +147,7 @@ def ubuntu(
     }
     files = list(parts.files)
     runcmd: list[list[str]] = []
-    if stage1:
+    if node.stage1:
         # Forget this instance once stage 1 is done, so that the next boot (with the final
         # userdata) runs every per-instance module again.
         runcmd.append(["cloud-init", "clean"])
@@ -131,8 +158,9 @@ def ubuntu(
         doc["bootcmd"] = [["sh", "-c", STAGE1_GUARD]]
     else:
         if any(u.name == "kubelet.service" for u in parts.units):
-            doc["package_update"] = True
-            doc["packages"] = list(UBUNTU_KUBE_PACKAGES)
+            if node.flavor.kube_packages:
+                doc["package_update"] = True
+                doc["packages"] = list(node.flavor.kube_packages)
             files.append(File("/etc/containerd/config.toml", CONTAINERD_CONFIG))
             runcmd.append(["systemctl", "restart", "containerd.service"])
         files += [File(f"/etc/systemd/system/{u.name}", u.content) for u in parts.units]
@@ -144,3 +172,10 @@ def ubuntu(
         doc["write_files"] = [write_file(f) for f in files]
     doc["runcmd"] = runcmd
     return dump(doc)
+
+
+# Flavor.userdata -> the function that writes that agent's dialect.
+SERIALISERS: dict[str, Callable[[Node, Parts], str]] = {
+    COREOS_CLOUDINIT: coreos_cloudinit,
+    CLOUD_INIT: cloud_init,
+}

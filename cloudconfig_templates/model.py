@@ -8,21 +8,18 @@ from stackfleet.artifacts import ArtifactSet
 from stackfleet.errors import BadInput
 from stackfleet.pki import ClusterPKI
 
-ROLES = ("etcd", "control", "worker")
-FLAVORS = ("flatcar", "ubuntu")
-
 
 @dataclass(frozen=True)
 class NodeInfo:
     name: str
-    role: str  # "etcd" | "control" | "worker"
+    role: str  # a key of stackfleet.roles.ROLES
     ip: str | None  # None before the cloud has assigned it (stage-1 rendering)
 
 
 @dataclass(frozen=True)
 class RenderInput:
     cluster: str
-    flavor: str  # "flatcar" | "ubuntu"
+    flavor: str  # a key of stackfleet.flavors.FLAVORS
     nodes: tuple[NodeInfo, ...]
     kubernetes_version: str  # e.g. "1.31.4"
     pod_cidr: str

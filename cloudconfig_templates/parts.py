@@ -11,8 +11,9 @@ from stackfleet.artifacts import Artifact
 from stackfleet.cloudconfig_templates.model import NodeInfo, RenderInput
 from stackfleet.cloudconfig_templates.templates import render
 from stackfleet.errors import BadInput
+from stackfleet.flavors import flavor
+from stackfleet.roles import ETCD, ETCD_CLIENT, ETCD_METRICS_LOOPBACK, ETCD_PEER, KUBE_API, role
 
-BIN_DIR = "/opt/bin"
 CNI_BIN_DIR = "/opt/cni/bin"
 SCRIPT_DIR = "/opt/stackfleet/bin"
 MANIFEST = "/etc/stackfleet/artifacts.list"
@@ -22,8 +23,8 @@ NODE_PKI = "/etc/stackfleet/pki"
 FLANNEL_ENV = "/etc/flannel/options.env"
 KUBEADM_CONFIG = "/etc/kubernetes/kubeadm.yaml"
 FLANNEL_KEY = "/coreos.com/network/config"
-ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
+ETCD_CLIENT_PORT = ETCD_CLIENT.number
+ETCD_PEER_PORT = ETCD_PEER.number
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Parts:
 
 
 def etcd_members(inp: RenderInput) -> tuple[NodeInfo, ...]:
-    members = inp.by_role("etcd")
+    members = inp.by_role(ETCD)
     if not members:
         raise BadInput(f"nodes: cluster {inp.cluster!r} has no etcd member")
     missing = [m.name for m in members if not m.ip]
@@ -73,12 +74,19 @@ def initial_cluster(inp: RenderInput) -> str:
     return ",".join(f"{m.name}=https://{m.ip}:{ETCD_PEER_PORT}" for m in etcd_members(inp))
 
 
-def _unit(name: str, template: str, after: list[str], requires: list[str], **kw: object) -> Unit:
+def bin_dir(inp: RenderInput) -> str:
+    """Where this flavor's nodes keep downloaded binaries."""
+    return flavor(inp.flavor).bin_dir
+
+
+def _unit(
+    name: str, template: str, after: list[str], requires: list[str], bin_dir: str, **kw: object
+) -> Unit:
     content = render(
         f"units/{template}.service.j2",
         after=after,
         requires=requires,
-        bin_dir=BIN_DIR,
+        bin_dir=bin_dir,
         script_dir=SCRIPT_DIR,
         **kw,
     )
@@ -96,7 +104,7 @@ def _env(path: str, env: dict[str, str], permissions: str = "0644") -> File:
 # ---- building blocks shared by roles -----------------------------------------------------
 
 
-def artifacts(entries: list[tuple[Artifact, str, str, str]]) -> Parts:
+def artifacts(entries: list[tuple[Artifact, str, str, str]], bin_dir: str) -> Parts:
     """(artifact, kind, destination, names) -> manifest + fetch script + unit.
 
     `names` is, for `bin`, the installed file name; for `tar`, the members to extract (tar
@@ -117,6 +125,7 @@ def artifacts(entries: list[tuple[Artifact, str, str, str]]) -> Parts:
                 "stackfleet-artifacts",
                 ["network-online.target"],
                 [],
+                bin_dir,
                 manifest=MANIFEST,
             ),
         ],
@@ -149,9 +158,10 @@ def etcd_member(inp: RenderInput, node: NodeInfo) -> Parts:
         "ETCD_PEER_CERT_FILE": f"{ETCD_PKI}/member.crt",
         "ETCD_PEER_KEY_FILE": f"{ETCD_PKI}/member.key",
         # Plain-HTTP /health and /metrics on loopback only, for local probes.
-        "ETCD_LISTEN_METRICS_URLS": "http://127.0.0.1:2381",
+        "ETCD_LISTEN_METRICS_URLS": f"http://127.0.0.1:{ETCD_METRICS_LOOPBACK.number}",
     }
-    parts = artifacts([(inp.artifacts.etcd, "tar", BIN_DIR, "*/etcd */etcdctl */etcdutl")])
+    bins = bin_dir(inp)
+    parts = artifacts([(inp.artifacts.etcd, "tar", bins, "*/etcd */etcdctl */etcdutl")], bins)
     parts.add(
         Parts(
             files=[
@@ -166,6 +176,7 @@ def etcd_member(inp: RenderInput, node: NodeInfo) -> Parts:
                     "stackfleet-etcd",
                     ["stackfleet-artifacts.service", "network-online.target"],
                     ["stackfleet-artifacts.service"],
+                    bins,
                     env_file=ETCD_ENV,
                     etcd_version=inp.artifacts.etcd_version,
                 ),
@@ -192,7 +203,7 @@ def flannel_network(inp: RenderInput) -> Parts:
                 ca_file=f"{ETCD_PKI}/ca.crt",
                 cert_file=f"{ETCD_PKI}/member.crt",
                 key_file=f"{ETCD_PKI}/member.key",
-                bin_dir=BIN_DIR,
+                bin_dir=bin_dir(inp),
                 key=FLANNEL_KEY,
                 network_config=config,
             ),
@@ -203,6 +214,7 @@ def flannel_network(inp: RenderInput) -> Parts:
                 "stackfleet-flannel-network",
                 ["stackfleet-etcd.service"],
                 ["stackfleet-etcd.service"],
+                bin_dir(inp),
             ),
         ],
     )
@@ -213,15 +225,17 @@ def kube_node(inp: RenderInput, node: NodeInfo) -> Parts:
     if not inp.api_endpoint:
         raise BadInput(f"nodes: API endpoint not known yet; cannot render {node.name!r}")
     a = inp.artifacts
+    bins = bin_dir(inp)
     parts = artifacts(
         [
-            (a.kubelet, "bin", BIN_DIR, "kubelet"),
-            (a.kubeadm, "bin", BIN_DIR, "kubeadm"),
-            (a.kubectl, "bin", BIN_DIR, "kubectl"),
-            (a.crictl, "tar", BIN_DIR, "crictl"),
-            (a.flannel, "bin", BIN_DIR, "flanneld"),
+            (a.kubelet, "bin", bins, "kubelet"),
+            (a.kubeadm, "bin", bins, "kubeadm"),
+            (a.kubectl, "bin", bins, "kubectl"),
+            (a.crictl, "tar", bins, "crictl"),
+            (a.flannel, "bin", bins, "flanneld"),
             (a.cni_plugins, "tar", CNI_BIN_DIR, "*/bridge */host-local */portmap */loopback"),
-        ]
+        ],
+        bins,
     )
     flannel_cert = inp.pki.etcd_clients["flannel"]
     flannel_env = {
@@ -255,6 +269,7 @@ def kube_node(inp: RenderInput, node: NodeInfo) -> Parts:
                     "stackfleet-flanneld",
                     [*base, "network-online.target"],
                     base,
+                    bins,
                     env_file=FLANNEL_ENV,
                     flannel_version=a.flannel_version,
                 ),
@@ -263,12 +278,14 @@ def kube_node(inp: RenderInput, node: NodeInfo) -> Parts:
                     "stackfleet-cni-config",
                     ["stackfleet-flanneld.service"],
                     ["stackfleet-flanneld.service"],
+                    bins,
                 ),
                 _unit(
                     "kubelet.service",
                     "kubelet",
                     [*base, "containerd.service"],
                     base,
+                    bins,
                     kubernetes_version=a.kubernetes_version,
                 ),
             ],
@@ -281,8 +298,9 @@ def _v1beta4_args(args: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in args.items()]
 
 
-def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
-    """Control: `kubeadm init` with external etcd and our CAs. Worker: `kubeadm join`."""
+def kubeadm(inp: RenderInput, node: NodeInfo, action: str) -> Parts:
+    """init (the control plane): `kubeadm init` with external etcd and our CAs.
+    join: `kubeadm join` with the bootstrap token, the CA pinned by its hash."""
     api = str(inp.api_endpoint)
     registration = {
         "name": node.name,
@@ -291,7 +309,7 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
     }
     staged: list[tuple[str, str]] = []
     files: list[File] = []
-    if node.role == "control":
+    if action == "init":
         pki = inp.pki
         apiserver = pki.etcd_clients["apiserver"]
         # kubeadm signs the control-plane certs with these CA keys, and the controller-manager
@@ -322,7 +340,10 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
                         "groups": ["system:bootstrappers:kubeadm:default-node-token"],
                     }
                 ],
-                "localAPIEndpoint": {"advertiseAddress": str(node.ip), "bindPort": 6443},
+                "localAPIEndpoint": {
+                    "advertiseAddress": str(node.ip),
+                    "bindPort": KUBE_API.number,
+                },
                 "nodeRegistration": registration,
             },
             {
@@ -350,7 +371,6 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
                 "cgroupDriver": "systemd",
             },
         ]
-        action = "init"
     else:
         docs = [
             {
@@ -367,7 +387,6 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
                 "nodeRegistration": registration,
             }
         ]
-        action = "join"
     files.append(File(KUBEADM_CONFIG, yaml.safe_dump_all(docs, sort_keys=False), "0600"))
     files.append(
         _script("stage-kube-pki", "stage-kube-pki", cert_dir="/etc/kubernetes/pki", files=staged)
@@ -381,6 +400,7 @@ def kubeadm(inp: RenderInput, node: NodeInfo) -> Parts:
                 "stackfleet-kubeadm",
                 deps,
                 deps,
+                bin_dir(inp),
                 action=action,
                 config=KUBEADM_CONFIG,
                 kubernetes_version=inp.artifacts.kubernetes_version,
@@ -402,9 +422,13 @@ def hosts_file(node: NodeInfo) -> File:
 
 
 def role_parts(inp: RenderInput, node: NodeInfo) -> Parts:
+    """What the node's role (stackfleet/roles.py) says it runs."""
+    kind = role(node.role)
     parts = Parts(files=[hosts_file(node)])
-    if node.role == "etcd":
-        return parts.add(etcd_member(inp, node))
-    if node.role in ("control", "worker"):
-        return parts.add(kube_node(inp, node)).add(kubeadm(inp, node))
-    raise BadInput(f"nodes: unknown role {node.role!r} for {node.name!r}")
+    if kind.etcd_member:
+        parts.add(etcd_member(inp, node))
+    if kind.kube_node:
+        parts.add(kube_node(inp, node))
+    if kind.kubeadm:
+        parts.add(kubeadm(inp, node, kind.kubeadm))
+    return parts

@@ -5,38 +5,25 @@ from __future__ import annotations
 import base64
 
 from stackfleet.cloudconfig_templates import document
-from stackfleet.cloudconfig_templates.model import FLAVORS, RenderInput
+from stackfleet.cloudconfig_templates.model import RenderInput
 from stackfleet.cloudconfig_templates.parts import Parts, role_parts
-from stackfleet.cloudconfig_templates.templates import render
 from stackfleet.errors import BadInput
-
-_OTHER_HOST_KEY_TYPES = ("rsa", "ecdsa", "dsa")
+from stackfleet.flavors import flavor
 
 
 def _check(inp: RenderInput, node_name: str) -> None:
-    if inp.flavor not in FLAVORS:
-        raise BadInput(f"flavor: {inp.flavor!r} is not one of {', '.join(FLAVORS)}")
+    flavor(inp.flavor)  # an unknown flavor fails here, in one line
     node = inp.node(node_name)
     if node.name not in inp.pki.ssh_host_keys:
         raise BadInput(f"nodes: no SSH host key generated for {node.name!r}")
 
 
-def _hostkey_unit(key_type: str) -> str:
-    return render(
-        "units/stackfleet-ssh-hostkeys.service.j2",
-        after=["sshd-keygen.service"],
-        requires=[],
-        key_path=f"/etc/ssh/ssh_host_{key_type}_key",
-        other_types=[t for t in _OTHER_HOST_KEY_TYPES if t != key_type],
-    )
-
-
 def _document(inp: RenderInput, node_name: str, parts: Parts, stage1: bool) -> str:
-    host_key = inp.pki.ssh_host_keys[node_name]
-    keys = inp.ssh_authorized_keys
-    if inp.flavor == "flatcar":
-        return document.flatcar(node_name, keys, host_key, parts, _hostkey_unit(host_key.key_type))
-    return document.ubuntu(node_name, keys, host_key, parts, stage1=stage1)
+    flv = flavor(inp.flavor)
+    node = document.Node(
+        flv, node_name, inp.ssh_authorized_keys, inp.pki.ssh_host_keys[node_name], stage1
+    )
+    return document.SERIALISERS[flv.userdata](node, parts)
 
 
 def render_node(inp: RenderInput, node_name: str) -> str:

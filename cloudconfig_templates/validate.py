@@ -9,15 +9,18 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from stackfleet.cloudconfig_templates import flatcar_schema
 from stackfleet.cloudconfig_templates.document import HEADER
-from stackfleet.cloudconfig_templates.model import FLAVORS, ROLES, RenderInput
+from stackfleet.cloudconfig_templates.model import RenderInput
 from stackfleet.cloudconfig_templates.parts import ETCD_ENV, SCRIPT_DIR
 from stackfleet.cloudconfig_templates.unit_check import ToolMissing, verify_units
+from stackfleet.flavors import CLOUD_INIT, COREOS_CLOUDINIT, FLAVORS
+from stackfleet.roles import ETCD, ETCD_PEER, ROLES
 
 UNIT_DIR = "/etc/systemd/system/"
 ETCD_SHARED = ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_TOKEN", "ETCD_INITIAL_CLUSTER_STATE")
@@ -39,11 +42,24 @@ def files_of(doc: dict[str, Any]) -> dict[str, str]:
     return {str(f["path"]): file_content(f) for f in doc.get("write_files") or []}
 
 
-def units_of(flavor: str, doc: dict[str, Any]) -> dict[str, str]:
-    if flavor == "flatcar":
-        units = (doc.get("coreos") or {}).get("units") or []
-        return {u["name"]: u["content"] for u in units if isinstance(u, dict) and u.get("content")}
+def _coreos_units(doc: dict[str, Any]) -> dict[str, str]:
+    units = (doc.get("coreos") or {}).get("units") or []
+    return {u["name"]: u["content"] for u in units if isinstance(u, dict) and u.get("content")}
+
+
+def _unit_files(doc: dict[str, Any]) -> dict[str, str]:
     return {p[len(UNIT_DIR) :]: c for p, c in files_of(doc).items() if p.startswith(UNIT_DIR)}
+
+
+# Flavor.userdata -> where that agent's documents carry systemd units.
+UNIT_READERS: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
+    COREOS_CLOUDINIT: _coreos_units,
+    CLOUD_INIT: _unit_files,
+}
+
+
+def units_of(flavor: str, doc: dict[str, Any]) -> dict[str, str]:
+    return UNIT_READERS[FLAVORS[flavor].userdata](doc)
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -131,10 +147,26 @@ def _shellcheck(tool: str, path: str, content: str) -> tuple[str, ...]:
     return tuple(f"shellcheck: {ln}" for ln in out)
 
 
+def _coreos_cloudinit_schema(doc: dict[str, Any], text: str) -> list[str]:
+    return [p for p in flatcar_schema.check(doc) if "hyphenated" not in p]
+
+
+def _cloud_init_schema_check(doc: dict[str, Any], text: str) -> list[str]:
+    return _cloud_init_schema(text)
+
+
+# Flavor.userdata -> the check of the keys that agent accepts (parsed doc, raw text).
+SCHEMA_CHECKS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
+    COREOS_CLOUDINIT: _coreos_cloudinit_schema,
+    CLOUD_INIT: _cloud_init_schema_check,
+}
+
+
 def validate_document(flavor: str, node_role: str, text: str) -> list[str]:
     """Problems with one rendered document; empty if it is fine. Raises ToolMissing."""
     if flavor not in FLAVORS or node_role not in ROLES:
         return [f"unknown flavor/role {flavor!r}/{node_role!r}"]
+    userdata = FLAVORS[flavor].userdata
     problems = [] if text.startswith(HEADER) else ["first line is not '#cloud-config'"]
     try:
         doc = yaml.safe_load(text)
@@ -143,12 +175,9 @@ def validate_document(flavor: str, node_role: str, text: str) -> list[str]:
     if not isinstance(doc, dict):
         return [*problems, "YAML: the document is not a mapping"]
     problems += _hyphenated(doc)
-    if flavor == "flatcar":
-        problems += [p for p in flatcar_schema.check(doc) if "hyphenated" not in p]
-    else:
-        problems += _cloud_init_schema(text)
+    problems += SCHEMA_CHECKS[userdata](doc, text)
     try:
-        units = units_of(flavor, doc)
+        units = UNIT_READERS[userdata](doc)
     except (KeyError, TypeError, ValueError) as exc:
         return [*problems, f"units: cannot read ({exc})"]
     problems += verify_units(units)
@@ -175,9 +204,9 @@ def validate_cluster(inp: RenderInput, docs: dict[str, str]) -> list[str]:
         problems += [
             f"{node.name}: {p}" for p in validate_document(inp.flavor, node.role, docs[node.name])
         ]
-    members = [n for n in inp.by_role("etcd") if n.name in docs]
+    members = [n for n in inp.by_role(ETCD) if n.name in docs]
     envs = {m.name: etcd_env(docs[m.name]) for m in members}
-    expected = {m.name: f"https://{m.ip}:2380" for m in members}
+    expected = {m.name: f"https://{m.ip}:{ETCD_PEER.number}" for m in members}
     for key in ETCD_SHARED:
         values = {name: env.get(key) for name, env in envs.items()}
         if len(set(values.values())) > 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-ROLES = ("etcd", "control", "worker")
+from stackfleet.roles import ROLES
 
 
 def machine_name(cluster: str, role: str, index: int) -> str:
@@ -28,6 +28,8 @@ def lock_name(cluster: str) -> str:
 
 
 def spread_group_name(cluster: str) -> str:
+    """The anti-affinity group of the roles that spread (Role.spread: etcd). The name keeps
+    "etcd" so that clusters made before it was a table entry are still found."""
     return f"{cluster}-etcd-spread"
 
 

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from stackfleet.errors import CloudError, WaitTimeout
+from stackfleet.flavors import flavor
 from stackfleet.provisioners.reach import open_tcp
 
-# The image's login user per OS flavor.
-LOGIN_USERS = {"flatcar": "core", "ubuntu": "ubuntu"}
+
+def login_user(flavor_name: str) -> str:
+    """The image's SSH user for this OS flavor (stackfleet/flavors.py)."""
+    return flavor(flavor_name).login_user
 
 
 class HostKeyMismatch(CloudError):

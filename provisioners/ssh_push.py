@@ -3,46 +3,30 @@
 For zones where neither the IP is known before boot nor a stop/start is wanted, but the
 nodes are reachable on port 22. The host key is pinned (see ssh_client). The document
 holds private keys: it is created 0600 before a byte is written, and moved into place
-with sudo.
-- flatcar: /var/lib/flatcar-install/user_data, which coreos-cloudinit applies now and
-  on every boot.
-- ubuntu: a NoCloud seed (/var/lib/cloud/seed/nocloud), which cloud-init prefers on the
-  next boot; `cloud-init clean --reboot` forgets stage 1 and boots into it.
+with sudo. Where it goes and how it is applied is the flavor's (Flavor.apply_commands in
+stackfleet/flavors.py): Flatcar's coreos-cloudinit applies it at once and on every boot;
+Ubuntu's cloud-init boots into it from a NoCloud seed.
 """
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stackfleet import state
 from stackfleet.errors import CloudError, NotFound
+from stackfleet.flavors import flavor
 from stackfleet.provisioners.base import Machine
 from stackfleet.provisioners.reach import check_reachable
-from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect_when_up, run
+from stackfleet.provisioners.ssh_client import connect_when_up, login_user, run
 from stackfleet.spec import Spec
 
 UPLOAD_PATH = ".stackfleet-user-data"
 
 
-def apply_commands(flavor: str, node: str, upload: str) -> list[str]:
-    up = shlex.quote(upload)
-    if flavor == "flatcar":
-        target = "/var/lib/flatcar-install/user_data"
-        return [
-            f"sudo install -D -m 0600 {up} {target}",
-            f"rm -f {up}",
-            f"sudo coreos-cloudinit --from-file={target}",
-        ]
-    seed = "/var/lib/cloud/seed/nocloud"
-    meta = shlex.quote(f"instance-id: {node}-final\nlocal-hostname: {node}\n")
-    return [
-        f"sudo install -D -m 0600 {up} {seed}/user-data",
-        f"rm -f {up}",
-        f"printf %s {meta} | sudo tee {seed}/meta-data >/dev/null",
-        "sudo cloud-init clean --reboot",
-    ]
+def apply_commands(flavor_name: str, node: str, upload: str) -> list[str]:
+    """Install the uploaded document and make the flavor's boot agent apply it."""
+    return flavor(flavor_name).apply_commands(node, upload)
 
 
 def upload_private(client: Any, text: str, remote_path: str) -> None:
@@ -67,7 +51,7 @@ def push_all(
     spec: Spec, targets: Sequence[Machine], docs: Mapping[str, str], user: str | None = None
 ) -> None:
     key = state.operator_ssh_key(spec.name).private_path
-    login = user or LOGIN_USERS[spec.os]
+    login = user or login_user(spec.os)
     check_reachable(targets)
     for machine in targets:
         address = machine.public_ip or machine.private_ip
