@@ -84,24 +84,25 @@ def _spec_target(spec: Any, profile: str | None = None) -> Any:
         spec.timeout_s,
         simulator_hypervisor=spec.simulator_hypervisor,
         simulator_mirror=spec.simulator_mirror,
+        provider=spec.provider,
     )
 
 
 def _machines_json(machines: Any) -> list[dict[str, Any]]:
     from stackfleet.provisioners.base import BOOTSTRAP_TAG
+    from stackfleet.roles import order
 
-    order = {"etcd": 0, "control": 1, "worker": 2}
     return [
         {
             "name": m.name,
             "role": m.role,
-            "state": m.state,
+            "state": m.state.value,  # the engine's word, the same on every cloud
             "ip": m.private_ip,
             "public_ip": m.public_ip,
             "id": m.id,
             "bootstrapped": m.tags.get(BOOTSTRAP_TAG) == "done",
         }
-        for m in sorted(machines, key=lambda m: (order.get(m.role, 9), _natural(m.name)))
+        for m in sorted(machines, key=lambda m: (order(m.role), _natural(m.name)))
     ]
 
 
@@ -115,7 +116,9 @@ def _status_data(cluster: str, live: Any, spec: Any = None) -> dict[str, Any]:
     `summary.running` counts the running machines the spec wants, `spec.missing` names
     the wanted machines the cloud lacks; without one, it counts what exists."""
     from stackfleet.cert_expiry import as_json as certificates_json
-    from stackfleet.provisioners.base import EXPIRES_TAG
+    from stackfleet.provisioners.base import EXPIRES_TAG, MachineState
+
+    RUNNING = MachineState.RUNNING.value
 
     nodes = _machines_json(live.machines)
     compared = _against_spec(nodes, spec)
@@ -129,7 +132,7 @@ def _status_data(cluster: str, live: Any, spec: Any = None) -> dict[str, Any]:
         "spec": None,
         "summary": {
             "nodes": len(nodes),
-            "running": sum(1 for n in nodes if n["state"] == "Running" and n["name"] in counted),
+            "running": sum(1 for n in nodes if n["state"] == RUNNING and n["name"] in counted),
             "wanted": None,
         },
     }
@@ -340,6 +343,7 @@ def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: in
     docs/output.md#up.
     """
     from stackfleet.cli.progress import events
+    from stackfleet.provisioners.readiness import wait_ready
     from stackfleet.provisioners.session import open_cloud
     from stackfleet.provisioners.up import Drain
     from stackfleet.provisioners.up import up as run_up
@@ -356,7 +360,9 @@ def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: in
                 drain=Drain(skip_drain, drain_timeout_s),
             )
         live = prov.live_state(spec.name)
-        _wait_ready(spec, live.machines, wait, shown)
+        skipped = wait_ready(spec, live.machines, wait, shown)
+    if skipped:
+        note(skipped)
     data: dict[str, Any] = {
         "changed": result.changed,
         "actions": _actions_json(result.plan.actions()),
@@ -368,36 +374,6 @@ def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: in
     if not result.changed:
         note(f"cluster {spec.name} already matches the spec: nothing to do")
     _show_status(data["status"])
-
-
-def _wait_ready(spec: Any, machines: Any, wait: bool | None, events: Any) -> None:
-    from stackfleet.provisioners.reach import check_reachable
-
-    members = [m for m in machines if m.role == "etcd"]
-    if wait is None:
-        reason = None
-        if any(m.simulated for m in members):
-            reason = "the simulator's VMs run nothing (hypervisor Simulator)"
-        elif not spec.ssh_cidrs:
-            reason = "access.ssh_cidrs is empty, so no node is reachable over SSH"
-        if reason:
-            note(f"not waiting for etcd health: {reason} (VMs are Running)")
-            return
-    elif not wait:
-        return
-    from stackfleet import state
-    from stackfleet.provisioners.readiness import wait_for_etcd
-    from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect
-    from stackfleet.provisioners.ssh_push import host_key
-
-    key = state.operator_ssh_key(spec.name).private_path
-
-    def ssh(machine: Any) -> Any:
-        address = machine.public_ip or machine.private_ip
-        return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
-
-    check_reachable(members)
-    wait_for_etcd(members, ssh, deadline_s=spec.timeout_s, events=events)
 
 
 @click.command("list")

@@ -18,6 +18,7 @@ import click
 from stackfleet.cli.common import global_options, handle_errors, load, settings, spec_option
 from stackfleet.cli.output import note
 from stackfleet.errors import BadInput, NotFound
+from stackfleet.roles import CONTROL
 
 API_PORT = 6443
 SERVER_CHOICES = ("auto", "public", "private")
@@ -67,7 +68,7 @@ def kubeconfig(spec_path: Path, out: str | None, merge: bool, server: str) -> No
     spec = load(spec_path)
     with open_cloud(_spec_target(spec)) as prov:
         machines = prov.live_state(spec.name).machines
-    control = next((m for m in machines if m.role == "control" and m.private_ip), None)
+    control = next((m for m in machines if m.role == CONTROL and m.private_ip), None)
     if control is None:
         raise NotFound(f"cluster {spec.name!r} has no control node with an IP yet")
     url = url or _server_url(server, control)

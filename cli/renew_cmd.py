@@ -18,6 +18,7 @@ from stackfleet.cli.common import (
 )
 from stackfleet.cli.output import emit, note
 from stackfleet.errors import BadInput
+from stackfleet.roles import ETCD
 
 
 @click.command()
@@ -49,10 +50,11 @@ def renew(spec_path: Path, nodes: tuple[str, ...], within: int | None) -> None:
     from stackfleet import cert_expiry, state, statestore
     from stackfleet.cli.cluster_cmds import _spec_target
     from stackfleet.cli.progress import events
+    from stackfleet.provisioners.base import MachineState
     from stackfleet.provisioners.reach import NothingRuns, check_reachable
     from stackfleet.provisioners.renew import LOCAL_STEMS, renew_local, rollout, steps_for
     from stackfleet.provisioners.session import open_cloud
-    from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect
+    from stackfleet.provisioners.ssh_client import connect, login_user
     from stackfleet.provisioners.ssh_push import host_key
 
     spec = load(spec_path)
@@ -75,7 +77,7 @@ def renew(spec_path: Path, nodes: tuple[str, ...], within: int | None) -> None:
                 f"--node {unknown[0]}: no such node in cluster {spec.name} (nodes: "
                 f"{', '.join(sorted(known)) or 'none'})"
             )
-        running = [m for m in live.machines if m.state == "Running"]
+        running = [m for m in live.machines if m.state == MachineState.RUNNING]
         chosen = [m for m in running if not nodes or m.name in nodes]
         steps = steps_for(chosen, sorted(due))
         local = [stem for stem in sorted(due) if stem in LOCAL_STEMS and not nodes]
@@ -106,13 +108,13 @@ def renew(spec_path: Path, nodes: tuple[str, ...], within: int | None) -> None:
             f"Reissue {count} certificate(s) and restart their services on {len(steps)} "
             "node(s), one at a time?"
         )
-        members = [m for m in running if m.role == "etcd"] if steps else []
+        members = [m for m in running if m.role == ETCD] if steps else []
         check_reachable([s.machine for s in steps] + members)
         key = state.operator_ssh_key(spec.name).private_path
 
         def ssh(machine: Any) -> Any:
             address = machine.public_ip or machine.private_ip or ""
-            return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
+            return connect(address, login_user(spec.os), key, host_key(spec.name, machine.name))
 
         pki = cert_expiry.pki_dir(spec.name)
         with events() as shown:

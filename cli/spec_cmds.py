@@ -18,6 +18,8 @@ import click
 from stackfleet.cli.common import global_options, handle_errors, load, settings, spec_option
 from stackfleet.cli.output import emit, note
 from stackfleet.errors import BadInput, NotFound, SpecError
+from stackfleet.flavors import DEFAULT as DEFAULT_FLAVOR
+from stackfleet.flavors import FLAVORS
 
 # `init` writes `stackfleet schema`'s output under this name beside the spec, and the
 # spec's modeline points at it: yaml-language-server (VS Code, Neovim, Helix...) resolves
@@ -76,7 +78,7 @@ def schema_text() -> str:
 @click.option("--profile", default="simulator", show_default=True, help="Cloud profile.")
 @click.option("--zone", default="sim-zrh-1", show_default=True, help="Zone name or id.")
 @click.option(
-    "--os", "flavor", type=click.Choice(["flatcar", "ubuntu"]), default="flatcar", show_default=True
+    "--os", "flavor", type=click.Choice(list(FLAVORS)), default=DEFAULT_FLAVOR, show_default=True
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @global_options
@@ -194,8 +196,8 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
 
     Offline it uses example IPs (192.0.2.0/24) and a throw-away PKI.
     """
-    from stackfleet.cloudconfig_templates.render import userdata_size
     from stackfleet.pki import write_private
+    from stackfleet.provisioners.registry import userdata_rule
 
     spec = load(spec_path)
     docs, nodes, _ = _render(spec, from_cloud)
@@ -203,7 +205,8 @@ def render(spec_path: Path, node: str | None, out: Path | None, from_cloud: bool
 
     def sizes(name: str) -> dict[str, Any]:
         text = docs[name]
-        size = {"bytes": len(text.encode()), "base64": userdata_size(text)}
+        # "base64": the size as the spec's cloud counts it (docs/output.md#render).
+        size = {"bytes": len(text.encode()), "base64": userdata_rule(spec.provider).size(text)}
         return {"node": name, "role": roles[name], **size, "limit": spec.userdata_limit}
 
     if node is not None:
@@ -243,8 +246,8 @@ def validate(spec_path: Path) -> None:
     Checks: the spec schema and cross-field rules; each document's YAML, cloud-init schema
     (ubuntu) or coreos-cloudinit keys (flatcar), units via systemd-analyze, etcd flags.
     """
-    from stackfleet.cloudconfig_templates.render import userdata_size
     from stackfleet.cloudconfig_templates.validate import validate_cluster
+    from stackfleet.provisioners.registry import userdata_rule
 
     as_json = settings().output == "json"
     try:
@@ -260,7 +263,8 @@ def validate(spec_path: Path) -> None:
         raise
     docs, nodes, inp = _render(spec, from_cloud=False)
     limit = spec.userdata_limit
-    sizes = {n.name: userdata_size(docs[n.name]) for n in nodes}
+    rule = userdata_rule(spec.provider)  # measured as the spec's cloud measures
+    sizes = {n.name: rule.size(docs[n.name]) for n in nodes}
     # validate_cluster checks every document, then what must agree between them.
     # validate_cluster's lines start with the node, or `etcd` for a disagreement.
     problems = [_located(line, docs) for line in validate_cluster(inp, docs)]
@@ -268,7 +272,7 @@ def validate(spec_path: Path) -> None:
         _problem(
             "document",
             name,
-            f"userdata is {size} base64 characters, over cloud.userdata_limit ({limit})",
+            f"userdata is {size} {rule.unit}, over cloud.userdata_limit ({limit})",
         )
         for name, size in sizes.items()
         if size > limit

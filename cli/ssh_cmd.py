@@ -84,7 +84,7 @@ def ssh(
     from stackfleet.provisioners.openssh import Hop, find_openssh
     from stackfleet.provisioners.reach import check_reachable
     from stackfleet.provisioners.session import open_cloud
-    from stackfleet.provisioners.ssh_client import LOGIN_USERS
+    from stackfleet.provisioners.ssh_client import login_user
     from stackfleet.provisioners.ssh_push import host_key
     from stackfleet.statestore import pull
 
@@ -95,7 +95,7 @@ def ssh(
     machine = find_node(node, spec.name, machines, "NODE")
     via = find_node(jump, spec.name, machines, "--jump", required=False) if jump else None
     check_reachable([machine] if via is None else [machine, via])
-    login = user or LOGIN_USERS[spec.os]
+    login = user or login_user(spec.os)
 
     def hop(m: Any, port: int) -> Hop:
         address = m.public_ip or m.private_ip

@@ -1,10 +1,14 @@
 """What the engine needs from a cloud, in words that are not any one cloud's.
 
-The engine (plan, apply, bootstrap) talks only to `Provisioner`. The CloudStack
-implementation lives in `provisioners/cloudstack/`; an exoscale API v2 one fits the
-same interface. Batch methods take lists because every cloud is faster when many
-slow operations are in flight at once; how they are waited on is the provisioner's
-business (CloudStack: async jobs polled together).
+The engine (plan, up, down, lock, bootstrap) talks only to `Provisioner`. Each cloud's
+implementation lives in its own folder under `provisioners/` and is picked by
+`provisioners/registry.py` from the spec's `cloud.provider`. Batch methods take lists
+because every cloud is faster when many slow operations are in flight at once.
+
+Slow operations are started by `begin_*` primitives that return an operation id, and
+waited on together by `pending()` (see provisioners/operations.py): the engine builds its
+pipelines (create: deploy, write userdata, tag, start) from them, so no provider
+re-implements that order.
 """
 
 from __future__ import annotations
@@ -12,17 +16,73 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from stackfleet.security_groups.rules import Rule
+
+if TYPE_CHECKING:
+    from stackfleet.provisioners.operations import OperationRunner
 
 CLUSTER_TAG = "stackfleet:cluster"
 ROLE_TAG = "stackfleet:role"
 EXPIRES_TAG = "stackfleet:expires"
-# The usual cap on userdata, in base64 characters (CloudStack's vm.userdata.max.length
-# default); `render` compares against it when no zone has been asked.
-DEFAULT_USERDATA_LIMIT = 32768
 # Set on a machine once it has booted with its final userdata.
 BOOTSTRAP_TAG = "stackfleet:bootstrap"
+
+# (what, machines done, machines in all): how far a long wait is, counted in machines.
+Progress = Callable[[str, int, int], None]
+
+
+class MachineState(StrEnum):
+    """A machine's state in the engine's words; each provider maps its cloud's states to
+    these (and keeps the cloud's own word in `Machine.cloud_state`). The value is what
+    `status` shows, the same for every cloud."""
+
+    PENDING = "Pending"  # being created
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    MIGRATING = "Migrating"  # moving between hosts (or resizing): busy, comes back
+    ERROR = "Error"  # the cloud gave up on it: replaced by the next `up`
+    GONE = "Gone"  # destroyed or being removed: replaced by the next `up`
+    UNKNOWN = "Unknown"  # the cloud does not know (a host down) or says something unmapped
+
+    @property
+    def broken(self) -> bool:
+        """Cannot become a running member again: `up` replaces it."""
+        return self in (MachineState.ERROR, MachineState.GONE)
+
+    @property
+    def transitional(self) -> bool:
+        """On its way somewhere (an earlier run's operation): `up` waits for it to settle."""
+        return self in _TRANSITIONAL
+
+
+_TRANSITIONAL = frozenset(
+    {
+        MachineState.PENDING,
+        MachineState.STARTING,
+        MachineState.STOPPING,
+        MachineState.MIGRATING,
+    }
+)
+
+
+@dataclass(frozen=True)
+class UserdataRule:
+    """How a cloud measures userdata, and the limit it has unless the spec says otherwise
+    (clouds do not tell users their limit: `cloud.userdata_limit` is what counts)."""
+
+    unit: str  # how sizes are counted, for messages, e.g. "bytes"
+    default_limit: int
+    size: Callable[[str], int]
+
+    def check(self, docs: Mapping[str, str], limit: int) -> dict[str, int]:
+        """The documents over `limit`, with their sizes."""
+        sizes = {name: self.size(text) for name, text in docs.items()}
+        return {name: n for name, n in sizes.items() if n > limit}
 
 
 @dataclass(frozen=True)
@@ -30,10 +90,10 @@ class Zone:
     id: str
     name: str
     # True when a machine's private IP is known as soon as it is created, before it
-    # boots (CloudStack advanced zones): the `allocate` bootstrap can then render
+    # boots (e.g. an advanced zone): the `allocate` bootstrap can then render
     # final userdata before the first boot.
     ip_known_at_create: bool
-    # Largest userdata the cloud accepts, counted in base64 characters.
+    # Largest userdata the cloud accepts, counted as the provider's UserdataRule counts.
     userdata_limit: int
 
 
@@ -56,7 +116,7 @@ class Machine:
     id: str
     name: str
     role: str
-    state: str  # "Running", "Stopped", "Starting", "Stopping", "Error", "Destroyed", ...
+    state: MachineState
     private_ip: str | None
     public_ip: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -70,6 +130,8 @@ class Machine:
     offering: str = ""
     template_id: str = ""
     template: str = ""
+    # The cloud's own word for the state (e.g. "running"), for debugging.
+    cloud_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +210,16 @@ class ClusterSummary:
 class Provisioner(abc.ABC):
     """One cloud account. Methods raise stackfleet.errors types, never provider ones."""
 
+    # How this cloud measures userdata, and its usual limit.
+    userdata_rule: UserdataRule
+    # Every wait this provisioner does ends by then.
+    timeout_s: float
+
+    @property
+    @abc.abstractmethod
+    def operations(self) -> OperationRunner:
+        """Polls this cloud's operations (the ids `begin_*` return) together."""
+
     # --- lookups (read-only) -------------------------------------------------
     @abc.abstractmethod
     def find_zone(self, name_or_id: str) -> Zone: ...
@@ -173,6 +245,14 @@ class Provisioner(abc.ABC):
     def key_fingerprint(self, public_openssh: str) -> str:
         """The fingerprint this cloud shows for a public key, to compare with SSHKey's."""
 
+    @abc.abstractmethod
+    def machines_named(self, names: Sequence[str]) -> list[Machine]:
+        """The machines with these names (none for a name not found)."""
+
+    @abc.abstractmethod
+    def machines_by_id(self, ids: Sequence[str]) -> list[Machine]:
+        """The machines with these ids that still exist."""
+
     # --- mutations (each idempotent where the cloud allows) ------------------
     @abc.abstractmethod
     def import_ssh_key(self, name: str, public_key: str) -> SSHKey: ...
@@ -195,54 +275,36 @@ class Provisioner(abc.ABC):
     def create_spread_group(self, name: str) -> SpreadGroup: ...
 
     @abc.abstractmethod
-    def create_machines(
-        self,
-        requests: Sequence[MachineRequest],
-        ready: ReadyHook | None = None,
-        written_tags: Mapping[str, str] | None = None,
-    ) -> list[Machine]:
-        """Create machines concurrently; returns them with whatever IP is known yet.
-
-        `ready`, if given, is called as machines come into existence (all created so
-        far that it has not yet claimed); it returns final userdata by machine id for
-        those that may boot now, and the provisioner writes it, then sets
-        `written_tags` on them (never before the write), then starts them while the
-        rest are still being created. Those come back Running.
-        """
-
-    @abc.abstractmethod
-    def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
+    def tag_machines(
+        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+    ) -> None:
+        """Set tags; may return before the cloud has (settle() waits). `verify`: settle()
+        also makes sure they were set (without: a later read finds them, or a re-run)."""
 
     @abc.abstractmethod
     def set_userdata(self, userdata: Mapping[str, str]) -> None:
         """Replace userdata of stopped machines, by machine id."""
 
     @abc.abstractmethod
-    def start_machines(self, ids: Sequence[str]) -> list[Machine]: ...
+    def start_machines(self, ids: Sequence[str]) -> list[Machine]:
+        """Start them (again, for those that fail once) and return them Running."""
 
     @abc.abstractmethod
     def stop_machines(self, ids: Sequence[str]) -> list[Machine]: ...
 
     @abc.abstractmethod
     def destroy_machines(self, ids: Sequence[str]) -> None:
-        """Destroy and expunge: nothing of them may stay behind."""
-
-    @abc.abstractmethod
-    def delete_groups(self, ids: Sequence[str]) -> None: ...
+        """Destroy for good: nothing of them may stay behind."""
 
     @abc.abstractmethod
     def delete_ssh_key(self, name: str) -> None: ...
 
     @abc.abstractmethod
-    def teardown(
-        self,
-        machine_ids: Sequence[str],
-        rule_ids: Sequence[str],
-        spread_group_ids: Sequence[str] = (),
-    ) -> None:
-        """Destroy machines and revoke rules at the same time, and delete the spread groups
-        as soon as the machines are gone; return when all is done. Rules are sent in the
-        order given (clouds may run one group's changes in turn)."""
+    def teardown(self, live: LiveState, on_phase: Callable[[str], None]) -> None:
+        """Remove everything in `live` (machines, rules, groups, spread groups, keys), in
+        the order this cloud needs and as much at once as it allows; return when all is
+        done or raise CloudError (`down` then reads the cloud again and retries).
+        `on_phase` is told what is being done, for the display."""
 
     @abc.abstractmethod
     def settle(self) -> None:
@@ -261,3 +323,24 @@ class Provisioner(abc.ABC):
     @abc.abstractmethod
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         """Set (or, with None, remove) cluster-wide tags such as the expiry."""
+
+    # --- create primitives: the engine's create pipeline (provisioners/create.py) ---
+    @abc.abstractmethod
+    def begin_deploy(self, request: MachineRequest) -> str:
+        """Start creating one machine (or adopt one of that name found already there);
+        returns the operation id. The machine keeps `request.role`."""
+
+    def deploy_gate(self, request: MachineRequest) -> tuple[str, ...]:
+        """Operation ids the deploy must wait for (e.g. its spread group's creation)."""
+        return ()
+
+    @abc.abstractmethod
+    def begin_start(self, machine_id: str) -> str: ...
+
+    @abc.abstractmethod
+    def begin_destroy(self, machine_id: str) -> str:
+        """Start destroying one machine for good (an already-gone one: a done id)."""
+
+    @abc.abstractmethod
+    def operation_failure(self, op_id: str | None) -> str:
+        """Why a finished operation did not do its job, in one short phrase."""

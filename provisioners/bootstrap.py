@@ -3,7 +3,7 @@
 Strategies (DESIGN.md, "Bootstrap: the IP problem"):
 - allocate: the IP is known while the VM is still stopped; write final userdata, start.
 - reboot: the IP is chosen at first start; boot with stage-1 userdata, stop, write the
-  final userdata, start again. CloudStack keeps the IP across stop/start; if it changed
+  final userdata, start again. Clouds keep the IP across stop/start; if it changed
   anyway, render again and repeat.
 - ssh: boot with stage-1 userdata, then push the final documents over SFTP to hosts whose
   SSH host keys we generated (so they are pinned, never trusted on first use).
@@ -17,11 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stackfleet import state
+from stackfleet import roles, state
 from stackfleet.errors import CloudError, LimitExceeded
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, Provisioner, ReadyHook
+from stackfleet.provisioners.base import (
+    BOOTSTRAP_TAG,
+    Machine,
+    MachineState,
+    Provisioner,
+    ReadyHook,
+    UserdataRule,
+)
 from stackfleet.provisioners.events import Events
-from stackfleet.spec import ROLE_KEYS, Spec
+from stackfleet.spec import Spec
 
 if TYPE_CHECKING:
     from stackfleet.cloudconfig_templates.model import RenderInput
@@ -57,7 +64,7 @@ def render_input(
     # such as "the first etcd member writes flannel's config" must not move between runs.
     infos = tuple(NodeInfo(n.name, n.role, n.ip) for n in sorted(nodes, key=_spec_order))
     pki = load_or_create(pki_dir or state.cluster_dir(spec.name) / "pki", spec.name, infos)
-    control = next((n for n in infos if n.role == "control"), None)
+    control = next((n for n in infos if n.role == roles.CONTROL), None)
     return RenderInput(
         cluster=spec.name,
         flavor=spec.os,
@@ -71,15 +78,14 @@ def render_input(
             spec.kubernetes_version, spec.artifacts_base_url, spec.artifact_pins
         ),
         pki=pki,
-        api_endpoint=f"{control.ip}:6443" if control and control.ip else None,
+        api_endpoint=f"{control.ip}:{roles.KUBE_API.number}" if control and control.ip else None,
         etcd_initial_state=etcd_state,
         join_token=join_token,
     )
 
 
 def _spec_order(node: NodeAddress) -> tuple[int, int, str]:
-    roles = list(ROLE_KEYS.values())  # etcd, control, worker
-    rank = roles.index(node.role) if node.role in roles else len(roles)
+    rank = roles.order(node.role)  # etcd, control, worker
     number = node.name.rsplit("-", 1)[-1]
     return rank, int(number) if number.isdigit() else 0, node.name
 
@@ -107,20 +113,18 @@ def render_stage1(spec: Spec, names: Sequence[tuple[str, str]], key: str) -> dic
     return {name: stage1(inp, name) for name, _ in names}
 
 
-def check_sizes(docs: dict[str, str], limit: int) -> None:
-    from stackfleet.cloudconfig_templates.render import userdata_size
-
-    over = {name: userdata_size(text) for name, text in docs.items()}
-    over = {n: s for n, s in over.items() if s > limit}
+def check_sizes(docs: dict[str, str], limit: int, rule: UserdataRule) -> None:
+    """Measured as the cloud measures (the provider's rule)."""
+    over = rule.check(docs, limit)
     if over:
         name, size = max(over.items(), key=lambda kv: kv[1])
         raise LimitExceeded(
-            f"userdata of {name} is {size} base64 characters, over cloud.userdata_limit ({limit}) "
+            f"userdata of {name} is {size} {rule.unit}, over cloud.userdata_limit ({limit}) "
             f"({len(over)} node(s) over); nothing was created"
         )
 
 
-def preflight(spec: Spec, limit: int, key: str) -> None:
+def preflight(spec: Spec, limit: int, key: str, rule: UserdataRule) -> None:
     """Render every node with placeholder IPs and check sizes before creating anything.
 
     A throw-away PKI serves the measurement: certificates are only ever issued, and
@@ -129,11 +133,17 @@ def preflight(spec: Spec, limit: int, key: str) -> None:
     nodes = [NodeAddress(n, r, PLACEHOLDER_IP) for n, r in spec.machine_names()]
     with tempfile.TemporaryDirectory(prefix="stackfleet-preflight-") as scratch:
         docs = render_final(spec, nodes, [n.name for n in nodes], key, Path(scratch))
-    check_sizes(docs, limit)
+    check_sizes(docs, limit, rule)
 
 
 def allocate_hook(
-    spec: Spec, existing: Sequence[Machine], key: str, limit: int, join_token: str = ""
+    spec: Spec,
+    existing: Sequence[Machine],
+    key: str,
+    limit: int,
+    join_token: str = "",
+    *,
+    rule: UserdataRule,
 ) -> ReadyHook:
     """For `allocate`: as VMs are created (stopped, IP known), hand back final userdata
     once every etcd and control IP is known, so each VM boots once, as early as it can.
@@ -146,7 +156,7 @@ def allocate_hook(
     node gets does not depend on which deploy batch it was in.
     """
     known = {m.name: m for m in existing}
-    needed = [name for name, role in spec.machine_names() if role in ("etcd", "control")]
+    needed = [name for name, role in spec.machine_names() if role in (roles.ETCD, roles.CONTROL)]
 
     def ready(fresh: Sequence[Machine]) -> dict[str, str]:
         known.update({m.name: m for m in fresh})
@@ -157,7 +167,7 @@ def allocate_hook(
             for name, role in spec.machine_names()
         ]
         docs = render_final(spec, nodes, [m.name for m in fresh], key, join_token=join_token)
-        check_sizes(docs, limit)
+        check_sizes(docs, limit, rule)
         return {m.id: docs[m.name] for m in fresh}
 
     return ready
@@ -187,7 +197,7 @@ def finish(
         targets = [machines[i] for i in sorted(todo)]
         names = [m.name for m in targets]
         docs = render_final(spec, nodes, names, key, etcd_state=etcd_state, join_token=join_token)
-        check_sizes(docs, limit)
+        check_sizes(docs, limit, prov.userdata_rule)
         rendered_ips = {m.id: m.private_ip for m in machines.values()}
         if strategy == "ssh":
             from stackfleet.provisioners.ssh_push import push_all
@@ -195,7 +205,7 @@ def finish(
             events.phase(f"pushing final cloud-config to {len(targets)} node(s) over SSH")
             push_all(spec, targets, docs)
         else:
-            running = [m.id for m in targets if m.state == "Running"]
+            running = [m.id for m in targets if m.state == MachineState.RUNNING]
             if strategy == "allocate":
                 # Started only ever after their final userdata was written: already done.
                 todo -= set(running)

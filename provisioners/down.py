@@ -1,4 +1,4 @@
-"""`down`: remove everything tagged with (or named for) the cluster, in dependency order.
+"""`down`: remove everything tagged with (or named for) the cluster, in the cloud's order.
 
 Needs no local state: the cloud is searched by tag and name. Safe to run twice, and
 after an interrupted `up` or `down`: whatever is already gone counts as done.
@@ -62,8 +62,9 @@ def _down_locked(
     )
     for attempt in range(1, DOWN_PASSES + 1):
         try:
-            _remove(prov, live, events)
-            break  # every call succeeded (teardown checks the VMs are gone)
+            # In the order this cloud needs (its rules about what may go first).
+            prov.teardown(live, events.phase)
+            break  # every call succeeded (teardown checks everything is gone)
         except (CredentialsError, Conflict):
             raise
         except CloudError as exc:
@@ -86,39 +87,6 @@ def _left(live: LiveState) -> str:
     names = [m.name for m in live.machines] + [g.name for g in live.groups]
     names += [k.name for k in live.keys] + [s.name for s in live.spread_groups]
     return ", ".join(names)
-
-
-def _remove(prov: Provisioner, live: LiveState, events: Events) -> None:
-    """VMs and group-to-group rules go at once (CloudStack refuses to delete a group that
-    a rule allows, even its own); then the groups, the affinity group and the key."""
-    group_rules = _interleaved(
-        [[r.id for r in g.rules if r.rule.source_group] for g in live.groups]
-    )
-    spread = [s.id for s in live.spread_groups if s.id]
-    if live.machines or group_rules or spread:
-        events.phase(
-            f"destroying {len(live.machines)} VM(s) and {len(spread)} affinity group(s), "
-            f"revoking {len(group_rules)} group rule(s)"
-        )
-        prov.teardown([m.id for m in live.machines], group_rules, spread)
-    if live.groups:
-        events.phase(f"deleting {len(live.groups)} security group(s)")
-        prov.delete_groups([g.id for g in live.groups])
-    for key in live.keys:
-        prov.delete_ssh_key(key.name)
-    prov.settle()
-
-
-def _interleaved(chains: list[list[str]]) -> list[str]:
-    """Round-robin, longest chain first: a cloud that runs one group's rule jobs in turn
-    then works on every group from the start."""
-    ordered = sorted(chains, key=len, reverse=True)
-    return [
-        chain[i]
-        for i in range(max(map(len, ordered), default=0))
-        for chain in ordered
-        if i < len(chain)
-    ]
 
 
 def expired_clusters(prov: Provisioner, now: float | None = None) -> list[str]:

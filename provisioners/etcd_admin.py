@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stackfleet.errors import CloudError, WaitTimeout
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine
+from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, MachineState
 from stackfleet.provisioners.etcd_membership import EtcdView, Member
 from stackfleet.provisioners.readiness import EtcdPaths
+from stackfleet.roles import ETCD
 from stackfleet.spec import Spec
 
 CLIENT_PORT = 2379
@@ -122,6 +123,8 @@ class EtcdAdmin:
     def _run(
         self, via: Machine, args: list[str], endpoints: str | None = None, check: bool = True
     ) -> str:
+        import paramiko
+
         what = f"etcdctl {' '.join(args[:2])}"
         client = self._client(via)
         try:
@@ -135,7 +138,7 @@ class EtcdAdmin:
             raise WaitTimeout(
                 f"{via.name}: {what} gave no answer within {CHANNEL_TIMEOUT_S:.0f} s"
             ) from None
-        except OSError as exc:
+        except (OSError, paramiko.SSHException) as exc:  # e.g. "SSH session not active"
             self._drop(via)
             raise CloudError(f"{via.name}: {what} over SSH failed: {exc}") from None
         if check and code != 0:
@@ -181,14 +184,16 @@ def askable(machines: Sequence[Machine]) -> list[Machine]:
     return [
         m
         for m in machines
-        if m.role == "etcd" and m.state == "Running" and m.tags.get(BOOTSTRAP_TAG) == "done"
+        if m.role == ETCD
+        and m.state == MachineState.RUNNING
+        and m.tags.get(BOOTSTRAP_TAG) == "done"
     ]
 
 
 def why_unreachable(spec: Spec, machines: Sequence[Machine]) -> str:
     """Why no member can be asked without trying ("" when one may be)."""
     members = askable(machines)
-    if any(m.simulated for m in machines if m.role == "etcd"):
+    if any(m.simulated for m in machines if m.role == ETCD):
         return "the simulator's VMs run nothing (hypervisor Simulator), so no member can be asked"
     if not members:
         return "no etcd VM is running with its final userdata"
@@ -200,14 +205,14 @@ def why_unreachable(spec: Spec, machines: Sequence[Machine]) -> str:
 def ssh_connect(spec: Spec) -> Callable[[Machine], Any]:
     """Connect to a node as `up` does: the operator key, the node's pinned host key."""
     from stackfleet import state
-    from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect
+    from stackfleet.provisioners.ssh_client import connect, login_user
     from stackfleet.provisioners.ssh_push import host_key
 
     key = state.operator_ssh_key(spec.name).private_path
 
     def ssh(machine: Machine) -> Any:
         address = machine.public_ip or machine.private_ip or ""
-        return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
+        return connect(address, login_user(spec.os), key, host_key(spec.name, machine.name))
 
     return ssh
 

@@ -19,6 +19,7 @@ from stackfleet.provisioners.base import Machine
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.ssh_client import run
 from stackfleet.provisioners.ssh_push import upload_private
+from stackfleet.roles import CONTROL, ETCD, kube_roles
 
 UPLOAD_PATH = ".stackfleet-flannel.env"
 
@@ -54,7 +55,7 @@ def commands(node: Machine, endpoints: str, paths: ClientPaths) -> list[str]:
         f"rm -f {UPLOAD_PATH}",
         f"{sudo}{paths.restart_flannel}",
     ]
-    if node.role == "control":
+    if node.role == CONTROL:
         manifest = shlex.quote(paths.apiserver_manifest)
         edit = shlex.quote(f's#--etcd-servers=[^[:space:]"]*#--etcd-servers={endpoints}#')
         out.append(f"if {sudo}test -f {manifest}; then {sudo}sed -i {edit} {manifest}; fi")
@@ -72,8 +73,8 @@ def update_clients(
     """Push the current endpoints to every kube node in `machines`, one at a time; the etcd
     members are the etcd machines in `machines`. Returns the nodes updated."""
     paths = paths or ClientPaths()
-    members = [m for m in machines if m.role == "etcd"]
-    kube = [m for m in machines if m.role in ("control", "worker")]
+    members = [m for m in machines if m.role == ETCD]
+    kube = [m for m in machines if m.role in kube_roles()]
     if not kube:
         return []
     endpoints = endpoint_list(members)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine
+from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, MachineState
+from stackfleet.roles import ETCD
 
-BROKEN_STATES = ("Error", "Destroyed", "Expunging")
+BROKEN_STATES = frozenset(s for s in MachineState if s.broken)
 # Set on an etcd VM created to join a formed cluster (rendered `existing`): a run killed
 # before it booted must not mistake it for a member of the first, `new`, cluster.
 JOIN_TAG = "stackfleet:etcd-join"
@@ -71,6 +72,13 @@ def quorum(members: int) -> int:
     return members // 2 + 1
 
 
+def _is_member_vm(m: Machine) -> bool:
+    """An etcd VM by its name (<cluster>-etcd-<n>), which never changes, not by its role
+    tag, which a run killed mid-way or an operator's slip can leave wrong (up repairs it)."""
+    parts = m.name.rsplit("-", 2)
+    return len(parts) == 3 and parts[1] == ETCD and parts[2].isdigit()
+
+
 def _broken(m: Machine) -> bool:
     return m.state in BROKEN_STATES
 
@@ -79,7 +87,7 @@ def is_formed(machines: Sequence[Machine]) -> bool:
     """A cluster etcd has already formed: some member booted with its final userdata,
     and no etcd VM is still on its way to the first (`new`) cluster. Until then every
     member is rendered `new` with the full list, as on the first `up`."""
-    etcd = [m for m in machines if m.role == "etcd" and not _broken(m)]
+    etcd = [m for m in machines if _is_member_vm(m) and not _broken(m)]
     booted = [m for m in etcd if m.tags.get(BOOTSTRAP_TAG) == "done"]
     first_cluster_pending = [
         m for m in etcd if m.tags.get(BOOTSTRAP_TAG) != "done" and not m.tags.get(JOIN_TAG)
@@ -91,7 +99,7 @@ def changes(wanted: Sequence[str], machines: Sequence[Machine]) -> tuple[list[st
     """(names to add, names to remove) judged from the VMs alone: a missing, broken or
     not-yet-joined wanted member is added (a broken one removed first), an unwanted one
     removed."""
-    live = {m.name: m for m in machines if m.role == "etcd"}
+    live = {m.name: m for m in machines if _is_member_vm(m)}
     add, remove = [], []
     for name in wanted:
         m = live.get(name)
@@ -128,7 +136,7 @@ def plan_membership(
     target = len(wanted)
     if not is_formed(machines):
         return out
-    etcd = [m for m in machines if m.role == "etcd"]
+    etcd = [m for m in machines if _is_member_vm(m)]
     have = len([m for m in etcd if not _broken(m)])
     if target == 0:
         out.refused.append(

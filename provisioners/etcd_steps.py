@@ -12,13 +12,12 @@ What "create", "boot", "destroy" and "update the clients" mean on a cloud is `Ma
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from stackfleet.errors import CloudError, WaitTimeout
-from stackfleet.provisioners.base import Machine
+from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, MachineState
 from stackfleet.provisioners.etcd_admin import EtcdAdmin, client_url
 from stackfleet.provisioners.etcd_membership import BROKEN_STATES, Member, Step, peer_url
 from stackfleet.provisioners.events import Events
@@ -44,20 +43,27 @@ def run_steps(
     machines: Machines,
     events: Events,
     deadline_s: float,
-    interval_s: float = 1.0,
+    interval_s: float = 5.0,
 ) -> list[Machine]:
     """Perform `steps` in order; `etcd` are the etcd VMs before. Returns the members' VMs
-    after. Stops at the first failure, leaving a cluster the next plan starts from."""
+    after. Stops at the first failure, leaving a cluster the next plan starts from.
+    `interval_s`: between polls of a joiner's health (each runs etcdctl on a node: on a
+    slow node, polling faster only starves it) and between retries of a change."""
     vms = {m.name: m for m in etcd}
-    members = {m.name: m for m in etcd if m.state not in BROKEN_STATES}
+    # Members are the VMs that booted as one: a joiner a failed run created but never
+    # booted is only a VM (else it is listed twice, and given to clients unstarted).
+    members = {
+        m.name: m
+        for m in etcd
+        if m.state not in BROKEN_STATES and m.tags.get(BOOTSTRAP_TAG) == "done"
+    }
     for i, step in enumerate(steps, 1):
         events.phase(f"etcd step {i}/{len(steps)}: {step.verb} {step.name} ({step.why})")
-        via, listed = _ask_someone(admin, members, exclude=step.name)
+        _, listed = _ask_someone(admin, members, exclude=step.name)
         if step.verb == "member-remove":
             member = _find(listed, step.name, vms.get(step.name))
             if member is not None:
-                remove = functools.partial(admin.member_remove, via, member)
-                _until_ready(remove, deadline_s, interval_s)
+                _remove(admin, members, step.name, member, deadline_s, interval_s)
             members.pop(step.name, None)
             gone = vms.pop(step.name, None)
             if gone is not None:
@@ -66,13 +72,20 @@ def run_steps(
             vm = vms.get(step.name)
             if vm is None or vm.state in BROKEN_STATES or not vm.private_ip:
                 vm = machines.create(step.name)
-            if _find(listed, step.name, vm) is None:
-                url = peer_url(vm.private_ip or "")
-                add = functools.partial(admin.member_add, via, step.name, url)
-                _until_ready(add, deadline_s, interval_s)
-            vm = machines.boot(vm, [*members.values(), vm])
-            vms[step.name] = members[step.name] = vm
-            wait_healthy(admin, via, vm, deadline_s, interval_s)
+            added: Member | None = None
+            if _find(listed, step.name, vm) is None:  # else added by a run killed after
+                added = _add(admin, members, step.name, vm, deadline_s, interval_s)
+            try:
+                vm = machines.boot(vm, [*members.values(), vm])
+                vms[step.name] = members[step.name] = vm
+                events.phase(f"waiting for etcd member {step.name} to report healthy")
+                # Asked on the joiner itself: the members serving the cluster stay unloaded.
+                wait_healthy(admin, vm, vm, deadline_s, interval_s)
+            except Exception as exc:
+                if added is None:
+                    raise
+                _take_back(admin, members, added, step.name, exc, events)
+                raise
         machines.update_clients(list(members.values()))
     return list(members.values())
 
@@ -80,18 +93,113 @@ def run_steps(
 # etcd refuses a reconfiguration while a member has been connected to the leader for less
 # than its health interval (5 s): just after the cluster formed, or a member joined.
 NOT_READY = ("unhealthy cluster", "not enough started members")
+# No answer: the change may or may not have been made (a slow node, a dropped connection).
+NO_ANSWER = ("gave no answer", "over SSH failed", "SSH failed", "cannot connect",
+             "deadline exceeded", "no etcd member answered")  # fmt: skip
+T = TypeVar("T")
+TAKE_BACK_S = 120.0
 
 
-def _until_ready(change: Callable[[], object], deadline_s: float, interval_s: float) -> None:
+def _until_ready(change: Callable[[], T], deadline_s: float, interval_s: float) -> T:
     end = time.monotonic() + deadline_s
     while True:
         try:
-            change()
-            return
+            return change()
         except CloudError as exc:
             if not any(s in str(exc) for s in NOT_READY) or time.monotonic() + interval_s > end:
                 raise
         time.sleep(interval_s)
+
+
+def _change(
+    admin: EtcdAdmin,
+    members: dict[str, Machine],
+    exclude: str,
+    change: Callable[[Machine], object],
+    made: Callable[[Sequence[Member]], bool],
+    deadline_s: float,
+    interval_s: float,
+) -> list[Member]:
+    """Make a membership change through a member that answers, until it is made; returns
+    the member list after. Before each try the list is read: a change whose answer was
+    lost may have been made, and asking again would fail ("already exists", "not
+    found"). Retried while etcd is not ready or no answer comes, until the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            via, listed = _ask_someone(admin, members, exclude)
+            if made(listed):
+                return listed
+            change(via)
+        except CloudError as exc:
+            said = str(exc)
+            retry = any(s in said for s in (*NOT_READY, *NO_ANSWER))
+            if not retry or time.monotonic() + interval_s > end:
+                raise
+        time.sleep(interval_s)
+
+
+def _add(
+    admin: EtcdAdmin,
+    members: dict[str, Machine],
+    name: str,
+    vm: Machine,
+    deadline_s: float,
+    interval_s: float,
+) -> Member:
+    url = peer_url(vm.private_ip or "")
+    listed = _change(
+        admin,
+        members,
+        name,
+        lambda via: admin.member_add(via, name, url),
+        lambda now: any(url in m.peer_urls for m in now),
+        deadline_s,
+        interval_s,
+    )
+    found = next(m for m in listed if url in m.peer_urls)
+    return Member(found.id, name, found.peer_urls, found.client_urls)
+
+
+def _remove(
+    admin: EtcdAdmin,
+    members: dict[str, Machine],
+    name: str,
+    member: Member,
+    deadline_s: float,
+    interval_s: float,
+) -> None:
+    _change(
+        admin,
+        members,
+        name,
+        lambda via: admin.member_remove(via, member),
+        lambda now: all(m.id != member.id for m in now),
+        deadline_s,
+        interval_s,
+    )
+
+
+def _take_back(
+    admin: EtcdAdmin,
+    members: dict[str, Machine],
+    added: Member,
+    name: str,
+    why: Exception,
+    events: Events,
+) -> None:
+    """A member added whose VM never became healthy (it could not be placed or booted)
+    counts against quorum until removed: 3 -> 4 with one dead tolerates no failure, and a
+    second dead joiner would stop the cluster. Take the add back; the next `up` adds it
+    again. Raises when etcd refuses, naming both failures."""
+    try:
+        _remove(admin, members, name, added, TAKE_BACK_S, 2.0)
+    except CloudError as exc:
+        raise CloudError(
+            f"{why}; and taking back the member add of {name} failed too ({exc}): remove "
+            f"member {added.hex_id} with etcdctl on a healthy member before the next `up`"
+        ) from None
+    events.phase(f"{name} did not become a healthy member: its member add was taken back")
 
 
 def _ask_someone(
@@ -100,7 +208,7 @@ def _ask_someone(
     """A running member other than `exclude` that answers, and the member list it gave."""
     said = []
     for name, m in sorted(members.items()):
-        if name == exclude or m.state != "Running":
+        if name == exclude or m.state != MachineState.RUNNING:
             continue
         try:
             return m, admin.member_list(m)
@@ -121,12 +229,17 @@ def _find(listed: Sequence[Member], name: str, vm: Machine | None) -> Member | N
 def wait_healthy(
     admin: EtcdAdmin, via: Machine, member: Machine, deadline_s: float, interval_s: float = 1.0
 ) -> None:
-    """Until `member` reports healthy (asked through `via`), or WaitTimeout naming it."""
+    """Until `member` reports healthy (asked through `via`), or WaitTimeout naming it.
+    An answer that does not come (a member busy with the joiner's snapshot, an SSH
+    connection dropped) is asked again, as an unhealthy one is, until the deadline."""
     end = time.monotonic() + deadline_s
     url = client_url(member)
     said = "not asked yet"
     while True:
-        healthy, said = admin.health(via, [url]).get(url, (False, "no answer"))
+        try:
+            healthy, said = admin.health(via, [url]).get(url, (False, "no answer"))
+        except CloudError as exc:
+            healthy, said = False, str(exc)
         if healthy:
             return
         if time.monotonic() + interval_s > end:

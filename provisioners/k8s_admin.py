@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stackfleet.errors import CloudError, WaitTimeout
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine
+from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine, MachineState
 from stackfleet.provisioners.events import Events
+from stackfleet.roles import CONTROL, WORKER
 from stackfleet.spec import Spec
 
 DEFAULT_DRAIN_DEADLINE_S = 300
@@ -256,7 +257,7 @@ def _last_line(stderr: str, code: int) -> str:
 
 
 def control_of(machines: Sequence[Machine]) -> Machine | None:
-    return next((m for m in machines if m.role == "control"), None)
+    return next((m for m in machines if m.role == CONTROL), None)
 
 
 def why_unreachable(spec: Spec, control: Machine | None) -> str | None:
@@ -270,7 +271,7 @@ def why_unreachable(spec: Spec, control: Machine | None) -> str | None:
         return "the cluster has no control node"
     if control.simulated:
         return "the simulator's VMs run nothing (hypervisor Simulator)"
-    if control.state != "Running":
+    if control.state != MachineState.RUNNING:
         return f"control node {control.name} is {control.state}"
     if control.tags.get(BOOTSTRAP_TAG) != "done":
         return f"control node {control.name} has not been bootstrapped yet"
@@ -313,14 +314,14 @@ def open_control(
 def _pinned_connect(spec: Spec) -> Callable[[Machine], Any]:
     from stackfleet import state
     from stackfleet.provisioners.reach import check_reachable
-    from stackfleet.provisioners.ssh_client import LOGIN_USERS, connect
+    from stackfleet.provisioners.ssh_client import connect, login_user
     from stackfleet.provisioners.ssh_push import host_key
 
     def ssh(machine: Machine) -> Any:
         check_reachable([machine])
         address = machine.public_ip or machine.private_ip or ""
         key = state.operator_ssh_key(spec.name).private_path
-        return connect(address, LOGIN_USERS[spec.os], key, host_key(spec.name, machine.name))
+        return connect(address, login_user(spec.os), key, host_key(spec.name, machine.name))
 
     return ssh
 
@@ -364,7 +365,7 @@ def drain_before_destroy(
     Skips with a note where kubectl cannot run at all (why_unreachable) or when the
     operator passed --skip-drain; raises when a drain cannot finish (nothing deleted).
     """
-    workers = [m.name for m in doomed if m.role == "worker"]
+    workers = [m.name for m in doomed if m.role == WORKER]
     if not workers:
         return
     names = ", ".join(workers)

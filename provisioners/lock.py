@@ -1,9 +1,9 @@
 """A lock held in the cloud: one record per cluster that the cloud refuses to create twice.
 
 Two `up` (or `down`) runs of one cluster from two terminals or two CI jobs must not both
-create or delete machines. The provisioner makes the lock atomically (on CloudStack: a
-security group named `<cluster>-lock`, which createSecurityGroup refuses to make twice,
-its description naming the holder as host:pid:time). A holder that is gone (same host,
+create or delete machines. The provisioner makes the lock atomically (each provider
+with a resource its cloud refuses to create twice, named `<cluster>-lock`: see
+naming.lock_name), naming the holder as host:pid:time. A holder that is gone (same host,
 dead pid) or older than the spec's timeout is taken over, so a killed run never blocks
 the next one.
 """

@@ -18,18 +18,18 @@ from stackfleet.provisioners.base import (
     Image,
     LiveState,
     Machine,
+    MachineState,
     Provisioner,
     Size,
     Zone,
 )
 from stackfleet.provisioners.etcd_membership import EtcdView, Membership, plan_membership
+from stackfleet.roles import ETCD, ROLES
 from stackfleet.security_groups.reconcile import RuleChanges, diff_rules
 from stackfleet.security_groups.rules import Rule
 from stackfleet.security_groups.rulesets import Access, desired_rules
 from stackfleet.spec import Spec
 from stackfleet.statestore import plan_refusals as pki_refusals
-
-BROKEN_STATES = ("Error", "Destroyed", "Expunging")
 
 # Cluster-wide settings a running cluster cannot change (yet): recorded as tags on the
 # cluster's etcd security group at `up`, compared with the spec on every plan. Spec field ->
@@ -148,12 +148,12 @@ def choose_strategy(spec: Spec, zone: Zone) -> str:
 
 
 def resolve(spec: Spec, prov: Provisioner) -> Resolved:
-    # Clouds do not tell users their vm.userdata.max.length: the spec's value is the limit.
+    # Clouds do not tell users their userdata limit: the spec's value is the limit.
     zone = replace(prov.find_zone(spec.zone), userdata_limit=spec.userdata_limit)
     images: dict[str, Image] = {}
     sizes: dict[str, Size] = {}
     for r in spec.roles:
-        key = "workers" if r.role == "worker" else r.role
+        key = ROLES[r.role].spec_key
         images[r.role] = prov.find_image(zone, r.template, field=f"roles.{key}.template")
         sizes[r.role] = prov.find_size(zone, r.offering, field=f"roles.{key}.offering")
     return Resolved(zone, images, sizes, choose_strategy(spec, zone))
@@ -183,7 +183,7 @@ def machine_tag_changes(
     roles = dict(spec.machine_names())
     changes = []
     for m in machines:
-        if m.name not in roles or m.state in BROKEN_STATES:
+        if m.name not in roles or m.state.broken:
             continue
         want = machine_tags(spec, roles[m.name], expires)
         wrong = {k: v for k, v in want.items() if m.tags.get(k) != v or not v}
@@ -227,7 +227,7 @@ def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
     tags (a cluster without them is accepted, and tagged), then offering and template (on
     the VMs)."""
     out = pki_refusals(spec.name, spec.state, live)  # one PKI per cluster (statestore)
-    running = [m for m in live.machines if m.state not in BROKEN_STATES]
+    running = [m for m in live.machines if not m.state.broken]
     if running:
         for field_name, value in setting_values(spec).items():
             recorded = live.tags.get(SETTING_TAGS[field_name])
@@ -237,11 +237,11 @@ def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
                     f"{recorded} (or make a new cluster with `down` and `up`)"
                 )
     wanted = dict(spec.machine_names())
-    kept = [m for m in live.machines if m.name in wanted and m.state not in BROKEN_STATES]
+    kept = [m for m in live.machines if m.name in wanted and not m.state.broken]
     for r in spec.roles:
-        key = "workers" if r.role == "worker" else r.role
+        key = ROLES[r.role].spec_key
         mine = [m for m in kept if wanted[m.name] == r.role]
-        noun = "worker" if r.role == "worker" else f"{r.role} node"
+        noun = ROLES[r.role].noun
         for what, want, have_id, have_name in (
             ("offering", resolved.sizes[r.role], "offering_id", "offering"),
             ("template", resolved.images[r.role], "template_id", "template"),
@@ -274,7 +274,7 @@ def make_plan(
 
 
 def etcd_names(spec: Spec) -> list[str]:
-    return [name for name, role in spec.machine_names() if role == "etcd"]
+    return [name for name, role in spec.machine_names() if role == ETCD]
 
 
 def ask_etcd(spec: Spec, live: LiveState) -> EtcdView | None:
@@ -313,15 +313,15 @@ def diff(
         m = live_by_name.get(name)
         if m is None:
             missing.append((name, role))
-        elif m.state in BROKEN_STATES:
+        elif m.state.broken:
             extra.append(m)
             missing.append((name, role))
         elif m.tags.get(BOOTSTRAP_TAG) != "done":
             unfinished.append(m)
-        elif m.state == "Stopped":
+        elif m.state == MachineState.STOPPED:
             stopped.append(m)
     extra += [m for m in live.machines if m.name not in wanted]
-    etcd = spec.role("etcd")
+    etcd = spec.role(ETCD)
     key_replace = bool(live.keys) and not any(
         k.fingerprint == "" or (key_fingerprint and k.fingerprint == key_fingerprint)
         for k in live.keys

@@ -1,5 +1,8 @@
 """Wait for real readiness where the operator can see it: etcd health, asked over SSH.
 
+`wait_ready` is what `up` runs after it: it decides whether the nodes can be asked at
+all (not on a simulator, not without access.ssh_cidrs), then waits.
+
 etcd's client port is open only to the cluster's own groups, so the operator cannot ask
 it directly; port 22 is open to `access.ssh_cidrs`. Each member is asked, through a
 connection whose host key is pinned, to check its own health with its own certificate.
@@ -11,12 +14,16 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stackfleet.errors import CloudError, WaitTimeout
 from stackfleet.provisioners.base import Machine
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.ssh_client import run
+from stackfleet.roles import ETCD
+
+if TYPE_CHECKING:
+    from stackfleet.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -100,3 +107,35 @@ def _ask(
         return False, str(exc)
     said = (err or out).strip().splitlines()
     return code == 0, said[-1] if said else f"exit {code}"
+
+
+def wait_ready(
+    spec: Spec, machines: Sequence[Machine], wait: bool | None, events: Events
+) -> str | None:
+    """After `up`: wait until etcd reports healthy on every member. `wait` None: only when
+    the nodes can be reached; then returns why it did not wait (for a note), else None."""
+    members = [m for m in machines if m.role == ETCD]
+    if wait is None:
+        reason = None
+        if any(m.simulated for m in members):
+            reason = "the simulator's VMs run nothing (hypervisor Simulator)"
+        elif not spec.ssh_cidrs:
+            reason = "access.ssh_cidrs is empty, so no node is reachable over SSH"
+        if reason:
+            return f"not waiting for etcd health: {reason} (VMs are Running)"
+    elif not wait:
+        return None
+    from stackfleet import state
+    from stackfleet.provisioners.reach import check_reachable
+    from stackfleet.provisioners.ssh_client import connect, login_user
+    from stackfleet.provisioners.ssh_push import host_key
+
+    key = state.operator_ssh_key(spec.name).private_path
+
+    def ssh(machine: Machine) -> Any:
+        address = machine.public_ip or machine.private_ip or ""
+        return connect(address, login_user(spec.os), key, host_key(spec.name, machine.name))
+
+    check_reachable(members)
+    wait_for_etcd(members, ssh, deadline_s=spec.timeout_s, events=events)
+    return None

@@ -24,6 +24,7 @@ from stackfleet.provisioners.base import Machine
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.ssh_client import run
 from stackfleet.provisioners.ssh_push import upload_private
+from stackfleet.roles import CONTROL, ETCD, WORKER, order
 
 ETCD_SERVICE = "stackfleet-etcd.service"
 FLANNEL_SERVICE = "stackfleet-flanneld.service"
@@ -53,9 +54,9 @@ PLACEMENTS: dict[str, Placement] = {
 LOCAL_STEMS = ("etcd-client-operator",)
 # Which certificates each role's nodes hold (and `renew` rolls out).
 ROLE_STEMS: dict[str, tuple[str, ...]] = {
-    "etcd": ("etcd-member-{node}",),
-    "control": ("etcd-client-flannel",),
-    "worker": ("etcd-client-flannel",),
+    ETCD: ("etcd-member-{node}",),
+    CONTROL: ("etcd-client-flannel",),
+    WORKER: ("etcd-client-flannel",),
 }
 
 
@@ -93,9 +94,8 @@ class RolloutResult:
 def steps_for(machines: Sequence[Machine], stems: Sequence[str] | None = None) -> list[Step]:
     """Each node with the certificates it holds (only `stems` if given): etcd members
     first, then the others, in name order."""
-    order = {"etcd": 0, "control": 1, "worker": 2}
     out = []
-    for m in sorted(machines, key=lambda m: (order.get(m.role, 9), m.name)):
+    for m in sorted(machines, key=lambda m: (order(m.role), m.name)):
         mine = tuple(s.format(node=m.name) for s in ROLE_STEMS.get(m.role, ()))
         if stems is not None:
             mine = tuple(s for s in mine if s in stems)

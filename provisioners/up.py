@@ -19,8 +19,10 @@ from stackfleet.provisioners.base import (
     EXPIRES_TAG,
     Machine,
     MachineRequest,
+    MachineState,
     Provisioner,
 )
+from stackfleet.provisioners.create import create_machines
 from stackfleet.provisioners.events import Events
 from stackfleet.provisioners.lock import cluster_lock
 from stackfleet.provisioners.plan import (
@@ -33,6 +35,7 @@ from stackfleet.provisioners.plan import (
     machine_tags,
     make_plan,
 )
+from stackfleet.roles import ETCD, ROLES
 from stackfleet.spec import Spec
 
 
@@ -104,21 +107,19 @@ def preflight(
     if plan.machines_missing or plan.machines_unfinished:
         if events is not None:
             events.phase("rendering every node's userdata to check its size")
-        bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, public_key)
+        bootstrap.preflight(spec, plan.resolved.zone.userdata_limit, public_key, prov.userdata_rule)
 
 
-# A run killed mid-way can leave jobs in flight: a VM still Starting or Stopping would
-# look finished (or untouched) to the plan. Wait for it to settle, as the cloud will.
-TRANSITIONAL = ("Starting", "Stopping", "Migrating")
+# A run killed mid-way can leave operations in flight: a VM still starting or stopping
+# would look finished (or untouched) to the plan. Wait for it to settle, as the cloud will
+# (MachineState.transitional).
 
 
 def _settled_plan(spec: Spec, prov: Provisioner, events: Events, public_key: str) -> Plan:
     deadline = time.monotonic() + spec.timeout_s
     while True:
         plan = make_plan(spec, prov, public_key, local_ca_tags(spec.name))
-        busy = sorted(
-            f"{m.name} ({m.state})" for m in plan.live.machines if m.state in TRANSITIONAL
-        )
+        busy = sorted(f"{m.name} ({m.state})" for m in plan.live.machines if m.state.transitional)
         if not busy:
             return plan
         if time.monotonic() > deadline:
@@ -150,7 +151,8 @@ def _apply(
     missing = [(n, r) for n, r in plan.machines_missing if n not in by_steps]
     unfinished = [m for m in plan.machines_unfinished if m.name not in by_steps]
     join_token = ""
-    if any(r == "worker" for _, r in missing) or any(m.role == "worker" for m in unfinished):
+    joining = [r for _, r in missing] + [m.role for m in unfinished]
+    if any(ROLES[r].kubeadm == "join" for r in joining):
         # The PKI's token lives 24 h: workers added later join with one made now.
         join_token = k8s_admin.fresh_join_token(spec, plan.live.machines, events) or ""
     key_name = naming.key_name(spec.name)
@@ -195,7 +197,11 @@ def _apply(
     )
     current = [m for m in current if m.name not in {c.name for c in created}] + created
     # Those the pipeline started with final userdata are done; the rest finish here.
-    booted = [m for m in created if m.state == "Running" and plan.resolved.strategy == "allocate"]
+    booted = [
+        m
+        for m in created
+        if m.state == MachineState.RUNNING and plan.resolved.strategy == "allocate"
+    ]
     unfinished += [m for m in created if m not in booted]
     if unfinished:
         events.phase(f"bootstrapping {len(unfinished)} node(s) ({plan.resolved.strategy})")
@@ -262,11 +268,14 @@ def _create_missing(
     requests = _machine_requests(spec, plan, missing, key, spread, expires)
     events.phase(f"deploying {len(requests)} VM(s)")
     if strategy != "allocate":
-        return prov.create_machines(requests)
+        return create_machines(prov, requests)
     limit = plan.resolved.zone.userdata_limit
-    return prov.create_machines(
+    return create_machines(
+        prov,
         requests,
-        ready=bootstrap.allocate_hook(spec, existing, key, limit, join_token),
+        ready=bootstrap.allocate_hook(
+            spec, existing, key, limit, join_token, rule=prov.userdata_rule
+        ),
         written_tags={BOOTSTRAP_TAG: "done"},
     )
 
@@ -282,8 +291,8 @@ def _machine_requests(
 ) -> list[MachineRequest]:
     """Deploy requests with stage-1 userdata (final userdata follows, per strategy)."""
     strategy = plan.resolved.strategy
-    etcd = spec.role("etcd")
-    spread_etcd = etcd is not None and etcd.count > 1
+    # A role that spreads (Role.spread) goes in the anti-affinity group once it has two.
+    spreads = {r.role for r in spec.roles if ROLES[r.role].spread and r.count > 1}
     disks = {r.role: r.disk_gb for r in spec.roles}
     stage1 = bootstrap.render_stage1(spec, missing, key)
     return [
@@ -297,7 +306,7 @@ def _machine_requests(
             group_names=(naming.group_name(spec.name, role),),
             key_name=naming.key_name(spec.name),
             userdata=stage1[name],
-            spread_group=spread if role == "etcd" and spread_etcd else None,
+            spread_group=spread if role in spreads else None,
             # allocate: the IP exists before boot, so the first boot can be the final one.
             start=strategy != "allocate",
             tags={**machine_tags(spec, role, expires), **(extra_tags or {})},
@@ -321,8 +330,8 @@ def _change_etcd_members(
     from stackfleet.provisioners.etcd_admin import EtcdAdmin, ssh_connect
     from stackfleet.provisioners.etcd_steps import run_steps
 
-    etcd = [m for m in plan.live.machines if m.role == "etcd"]
-    others = [m for m in current if m.role != "etcd"]
+    etcd = [m for m in plan.live.machines if m.role == ETCD]
+    others = [m for m in current if m.role != ETCD]
     side = _CloudMembers(spec, prov, plan, key, spread, others, expires, events)
     with EtcdAdmin(ssh_connect(spec)) as admin:
         members = run_steps(plan.etcd.steps, etcd, admin, side, events, spec.timeout_s)
@@ -351,11 +360,11 @@ class _CloudMembers:
         from stackfleet.provisioners.etcd_membership import JOIN_TAG
 
         request = _machine_requests(
-            self.spec, self.plan, [(name, "etcd")], self.key, self.spread, self.expires,
+            self.spec, self.plan, [(name, ETCD)], self.key, self.spread, self.expires,
             {JOIN_TAG: "existing"},
         )  # fmt: skip
         self.events.phase(f"deploying etcd VM {name} (joins through member add)")
-        made = self.prov.create_machines(request)[0]
+        made = create_machines(self.prov, request)[0]
         if not made.private_ip:  # a zone that assigns IPs at start
             made = self.prov.start_machines([made.id])[0]
         return made
@@ -382,5 +391,5 @@ class _CloudMembers:
         from stackfleet.provisioners.etcd_admin import ssh_connect
         from stackfleet.provisioners.etcd_clients import update_clients
 
-        kube = [m for m in self.others if m.state == "Running"]
+        kube = [m for m in self.others if m.state == MachineState.RUNNING]
         update_clients(self.spec, [*members, *kube], ssh_connect(self.spec), self.key, self.events)

@@ -17,6 +17,7 @@ import yaml
 from cryptography import x509
 
 from stackfleet import state
+from stackfleet.roles import CONTROL, ETCD, kube_roles
 
 WARN_DAYS = 30
 # CA file stem -> what to call it. CAs are not reissued by `renew` (a new CA is a new
@@ -25,8 +26,8 @@ CAS = {"etcd-ca": "etcd CA", "kube-ca": "Kubernetes CA", "front-proxy-ca": "fron
 # Shared etcd client certificate stem -> (what to call it, the roles whose nodes hold it;
 # none: it stays on the operator's machine).
 CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "etcd-client-apiserver": ("apiserver's etcd client certificate", ("control",)),
-    "etcd-client-flannel": ("flannel's etcd client certificate", ("control", "worker")),
+    "etcd-client-apiserver": ("apiserver's etcd client certificate", (CONTROL,)),
+    "etcd-client-flannel": ("flannel's etcd client certificate", kube_roles()),
     "etcd-client-operator": ("operator's etcd client certificate", ()),
 }
 # What no command renews yet, and what to do instead.
@@ -107,7 +108,7 @@ def read(cluster: str) -> list[CertExpiry] | None:
         add(stem, what, None, ())
     members = sorted(p.name[: -len(".crt")] for p in pki.glob(f"{MEMBER_PREFIX}*.crt"))
     for stem in members:
-        add(stem, MEMBER_WHAT, stem[len(MEMBER_PREFIX) :], ("etcd",))
+        add(stem, MEMBER_WHAT, stem[len(MEMBER_PREFIX) :], (ETCD,))
     for stem, (what, roles) in CLIENTS.items():
         add(stem, what, None, roles)
     admin = _admin_cert(pki.parent)

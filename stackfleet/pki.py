@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from stackfleet.errors import BadInput
+from stackfleet.roles import role
 
 if TYPE_CHECKING:
     from stackfleet.cloudconfig_templates.model import NodeInfo
@@ -397,7 +398,7 @@ def load_or_create(directory: Path, cluster: str, nodes: Sequence[NodeInfo]) -> 
         bootstrap_token=token,
     )
     for node in nodes:
-        if node.role == "etcd":
+        if role(node.role).etcd_member:
             dns, ips = member_sans(node)
             # One cert for both the client and the peer listener: both EKUs.
             pki.etcd_members[node.name] = _leaf(

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stackfleet import flavors
 from stackfleet.artifacts import ARTIFACT_NAMES, ArtifactPin
 from stackfleet.errors import BadInput, SpecError
-from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
+from stackfleet.provisioners.registry import DEFAULT_PROVIDER, userdata_rule
+from stackfleet.roles import ROLES
 from stackfleet.spec_schema import (
     DURATION_EXAMPLES,
     DURATION_PATTERN,
@@ -30,17 +32,13 @@ from stackfleet.spec_schema import (
 
 __all__ = ["FLAVORS", "ROLE_KEYS", "SCHEMA", "STRATEGIES", "Spec", "load_spec", "parse_spec"]
 
-DEFAULT_TEMPLATES = {
-    "flatcar": "Flatcar Container Linux stable",
-    "ubuntu": "Ubuntu 24.04 LTS",
-}
 # The longest ttl: a cluster meant to stay has none.
 MAX_TTL_S = 365 * 86400
 
 
 @dataclass(frozen=True)
 class RoleSpec:
-    role: str  # machine role: etcd | control | worker
+    role: str  # machine role: a key of stackfleet.roles.ROLES
     count: int
     template: str
     offering: str
@@ -71,8 +69,11 @@ class Spec:
     # cloud.simulator: the embedded simulator's hypervisor and the QEMU router's mirror.
     simulator_hypervisor: str | None = None
     simulator_mirror: str | None = None
-    # cloud.userdata_limit: the cloud's vm.userdata.max.length, in base64 characters.
-    userdata_limit: int = DEFAULT_USERDATA_LIMIT
+    # cloud.userdata_limit: the largest userdata the cloud accepts, as the provider counts
+    # it (registry.userdata_rule); its default is the provider's.
+    userdata_limit: int = field(default_factory=lambda: _default_limit(DEFAULT_PROVIDER))
+    # cloud.provider: which cloud API (provisioners/registry.py).
+    provider: str = DEFAULT_PROVIDER
     state: str | None = None  # the state store's URL (None: STACKFLEET_STATE or local)
     source: str = field(default="<spec>", compare=False)
 
@@ -314,7 +315,8 @@ DEFAULT_KUBERNETES = "1.31.4"
 
 def _build(data: dict[str, Any], source: str) -> Spec:
     cloud = data["cloud"]
-    flavor = data.get("os", "flatcar")
+    flavor = data.get("os", flavors.DEFAULT)
+    default_template = flavors.flavor(flavor).default_template
     roles = []
     for key, role in ROLE_KEYS.items():
         item = data["roles"].get(key)
@@ -324,8 +326,8 @@ def _build(data: dict[str, Any], source: str) -> Spec:
             RoleSpec(
                 role=role,
                 count=item["count"],
-                template=item.get("template", DEFAULT_TEMPLATES[flavor]),
-                offering=item.get("offering", "Medium" if role != "worker" else "Large"),
+                template=item.get("template", default_template),
+                offering=item.get("offering", ROLES[role].default_offering),
                 disk_gb=item.get("disk_gb"),
             )
         )
@@ -343,7 +345,10 @@ def _build(data: dict[str, Any], source: str) -> Spec:
         bootstrap=cloud.get("bootstrap", "auto"),
         concurrency=cloud.get("concurrency", 8),
         timeout_s=cloud.get("timeout_s", 1800),
-        userdata_limit=cloud.get("userdata_limit", DEFAULT_USERDATA_LIMIT),
+        provider=cloud.get("provider", DEFAULT_PROVIDER),
+        userdata_limit=cloud.get(
+            "userdata_limit", _default_limit(cloud.get("provider", DEFAULT_PROVIDER))
+        ),
         os=flavor,
         roles=tuple(roles),
         pod_cidr=net.get("pod_cidr", DEFAULT_POD_CIDR),
@@ -386,3 +391,8 @@ def _bad_cidr(text: str) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _default_limit(provider: str) -> int:
+    """The userdata limit a provider's clouds have unless the spec says otherwise."""
+    return userdata_rule(provider).default_limit

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stackfleet import flavors, roles
 from stackfleet.artifacts import ARTIFACT_NAMES, FILE_NAME_PATTERN
-from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT
+from stackfleet.provisioners.registry import DEFAULT_PROVIDER, PROVIDERS, userdata_rule
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -38,10 +39,11 @@ NAME_MAX = 24
 DURATION_PATTERN = r"^([0-9]+[smhd])+$"
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_EXAMPLES = "90m, 1h30m, 2d"
-FLAVORS = ("flatcar", "ubuntu")
+# The `os:` values: one per Flavor (stackfleet/flavors.py).
+FLAVORS = tuple(flavors.FLAVORS)
 STRATEGIES = ("auto", "allocate", "reboot", "ssh")
-# spec key -> machine role (as tagged on machines and used in names)
-ROLE_KEYS = {"etcd": "etcd", "control": "control", "workers": "worker"}
+# spec key -> machine role (as tagged on machines and used in names): stackfleet/roles.py
+ROLE_KEYS = {r.spec_key: r.name for r in roles.ROLES.values()}
 
 _role_schema: dict[str, Any] = {
     "type": "object",
@@ -111,9 +113,17 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["zone"],
             "properties": {
+                "provider": {
+                    "type": "string",
+                    "enum": list(PROVIDERS),
+                    "default": DEFAULT_PROVIDER,
+                    "description": "which cloud API: "
+                    + "; ".join(f"{p.name}: {p.about}" for p in PROVIDERS.values()),
+                },
                 "profile": {
                     "type": "string",
-                    "description": "'simulator', or a section of the cloudstack.ini file",
+                    "description": "'simulator', or the credentials' profile: a section of "
+                    "cloudstack.ini, an account of exoscale's config",
                 },
                 "endpoint": {
                     "type": "string",
@@ -128,9 +138,9 @@ SCHEMA: dict[str, Any] = {
                     "type": "integer",
                     "minimum": 1024,
                     "maximum": 1048576,
-                    "default": DEFAULT_USERDATA_LIMIT,
-                    "description": "largest userdata the cloud accepts, in base64 characters "
-                    "(its vm.userdata.max.length setting)",
+                    "default": userdata_rule(DEFAULT_PROVIDER).default_limit,
+                    "description": "largest userdata the cloud accepts, as it counts it "
+                    "(cloudstack: base64 characters, its vm.userdata.max.length setting)",
                 },
                 "simulator": {
                     "type": "object",

@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from stackfleet.errors import BadInput, CloudError, CredentialsError, Unreachable
+from stackfleet.provisioners.cloudstack.credentials import Credentials
 from stackfleet.provisioners.cloudstack.signing import expiry_params, sign
-from stackfleet.provisioners.credentials import Credentials
 
 log = logging.getLogger("stackfleet.cloudstack")
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from stackfleet.errors import NotFound
-from stackfleet.provisioners.base import DEFAULT_USERDATA_LIMIT, Image, Size, Zone
+from stackfleet.provisioners.base import Image, Size, Zone
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
+from stackfleet.provisioners.cloudstack.userdata import DEFAULT_LIMIT
 
 
 def pick(items: Sequence[dict[str, Any]], wanted: str, what: str, field: str) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def find_zone(api: CloudStackAPI, wanted: str) -> Zone:
         id=zone["id"],
         name=zone["name"],
         ip_known_at_create=advanced,
-        userdata_limit=DEFAULT_USERDATA_LIMIT,
+        userdata_limit=DEFAULT_LIMIT,
     )
 
 

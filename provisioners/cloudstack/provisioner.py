@@ -2,7 +2,9 @@
 
 Reads are plain list calls; slow mutations are async jobs run through JobRunner, which
 polls them together. After a batch, one list call shows every resource's state, and
-only the jobs whose resource looks wrong are asked for their error.
+only the jobs whose resource looks wrong are asked for their error. CloudStack's VM
+states map to the engine's MachineState here (STATES), and `teardown` orders deletions
+around CloudStack's rules about groups (see its docstring).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import base64
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from stackfleet.errors import CloudError, JobFailed, LimitExceeded
@@ -25,24 +27,29 @@ from stackfleet.provisioners.base import (
     LiveState,
     Machine,
     MachineRequest,
+    MachineState,
     ManagedRule,
+    Progress,
     Provisioner,
-    ReadyHook,
     Size,
     SpreadGroup,
     SSHKey,
     Zone,
 )
 from stackfleet.provisioners.cloudstack import lookups
+from stackfleet.provisioners.cloudstack import userdata as cs_userdata
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.cloudstack.jobs import (
-    JobRunner,
+from stackfleet.provisioners.cloudstack.jobs import JobRunner
+from stackfleet.provisioners.operations import (
     MachineCount,
+    OperationRunner,
     Pipeline,
-    Progress,
     Submission,
     Task,
+    already_done,
+    is_already_done,
 )
+from stackfleet.roles import ETCD
 from stackfleet.security_groups.rules import Rule
 
 log = logging.getLogger("stackfleet.cloudstack")
@@ -65,6 +72,21 @@ def _tag_params(tags: Mapping[str, str]) -> dict[str, str]:
 # Our simulator's QEMU guests name the network namespace their address lives in.
 NETNS_DETAIL = "stackfleet:netns"
 
+# CloudStack's VM states (VirtualMachine.State), in the engine's words.
+STATES = {
+    "Starting": MachineState.STARTING,
+    "Running": MachineState.RUNNING,
+    "Stopping": MachineState.STOPPING,
+    "Stopped": MachineState.STOPPED,
+    "Migrating": MachineState.MIGRATING,
+    "Restoring": MachineState.MIGRATING,
+    "Error": MachineState.ERROR,
+    "Unknown": MachineState.UNKNOWN,
+    "Shutdowned": MachineState.STOPPED,
+    "Destroyed": MachineState.GONE,
+    "Expunging": MachineState.GONE,
+}
+
 
 def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
     nics = vm.get("nic") or []
@@ -73,7 +95,8 @@ def _to_machine(vm: Mapping[str, Any], role: str) -> Machine:
         id=vm["id"],
         name=vm["name"],
         role=role,
-        state=vm.get("state", "Unknown"),
+        state=STATES.get(vm.get("state", ""), MachineState.UNKNOWN),
+        cloud_state=vm.get("state", ""),
         private_ip=ip,
         public_ip=vm.get("publicip"),
         tags=_tags(vm),
@@ -120,6 +143,8 @@ def _to_rule(r: Mapping[str, Any]) -> Rule:
 
 
 class CloudStackProvisioner(Provisioner):
+    userdata_rule = cs_userdata.RULE
+
     def __init__(
         self,
         api: CloudStackAPI,
@@ -131,15 +156,23 @@ class CloudStackProvisioner(Provisioner):
         self.timeout_s = timeout_s
         self.jobs = JobRunner(api, concurrency=concurrency, on_progress=on_progress)
         self._account: str | None = None
-        # Role by machine id, from what this run created or read: a role tag may still be
-        # in flight (tags are fired without waiting) when a machine is listed again.
+        # Role by machine id (and by name, for deploys), from what this run created or
+        # read: a role tag may still be in flight (tags are fired without waiting) when a
+        # machine is listed again.
         self._roles: dict[str, str] = {}
+        self._roles_by_name: dict[str, str] = {}
+        # Affinity group ids by machine id, from the last listing (see teardown).
+        self._spread_of: dict[str, set[str]] = {}
         # Failures found after the fact (a rule its job did not make), raised by settle().
         self._failures: list[CloudError] = []
         # Affinity group name -> its creation job, which deploys joining it wait for.
         self._spread_jobs: dict[str, str] = {}
         # (cluster, holder) -> id of the lock group this process created.
         self._locks: dict[tuple[str, str], str] = {}
+
+    @property
+    def operations(self) -> OperationRunner:
+        return self.jobs
 
     # --- lookups ----------------------------------------------------------------
     def find_zone(self, name_or_id: str) -> Zone:
@@ -154,20 +187,32 @@ class CloudStackProvisioner(Provisioner):
     def machine_headroom(self) -> int | None:
         return lookups.machine_headroom(self.api)
 
-    def _machines(self, cluster: str) -> list[Machine]:
+    def _machines(self, cluster: str, listed: Sequence[Mapping[str, Any]]) -> list[Machine]:
         found = []
-        for vm in self.api.list_all("listVirtualMachines", "virtualmachine", {"keyword": cluster}):
+        for vm in listed:
             role = naming.role_from_machine_name(cluster, vm["name"])
             if _tags(vm).get(CLUSTER_TAG) == cluster or role:
                 machine = _to_machine(vm, _tags(vm).get(ROLE_TAG) or role or "unknown")
                 self._roles[machine.id] = machine.role
+                # Which affinity groups hold it: `teardown` deletes one once its VMs are gone.
+                self._spread_of[machine.id] = {a["id"] for a in vm.get("affinitygroup") or []}
                 found.append(machine)
         return found
 
     def live_state(self, cluster: str) -> LiveState:
+        # One after another: at a cloud's usual rate limit (25 requests a second) four
+        # at once are no faster, and a burst risks 429s.
+        sgs = self.api.list_all("listSecurityGroups", "securitygroup", {"keyword": cluster})
+        key_pairs = self.api.list_all(
+            "listSSHKeyPairs", "sshkeypair", {"name": naming.key_name(cluster)}
+        )
+        affinity = self.api.list_all(
+            "listAffinityGroups", "affinitygroup", {"name": naming.spread_group_name(cluster)}
+        )
+        vms = self.api.list_all("listVirtualMachines", "virtualmachine", {"keyword": cluster})
         groups = []
         cluster_tags: dict[str, str] = {}
-        for sg in self.api.list_all("listSecurityGroups", "securitygroup", {"keyword": cluster}):
+        for sg in sgs:
             role = naming.role_from_group_name(cluster, sg["name"])
             if _tags(sg).get(CLUSTER_TAG) != cluster and not role:
                 continue
@@ -179,23 +224,13 @@ class CloudStackProvisioner(Provisioner):
                 for r in sg.get("ingressrule", []) or []
             )
             groups.append(Group(id=sg["id"], name=sg["name"], rules=rules, tags=_tags(sg)))
-            if role == "etcd":
+            if role == ETCD:
                 cluster_tags = _tags(sg)
-        keys = [
-            SSHKey(name=k["name"], fingerprint=k.get("fingerprint", ""))
-            for k in self.api.list_all(
-                "listSSHKeyPairs", "sshkeypair", {"name": naming.key_name(cluster)}
-            )
-        ]
-        spread = [
-            SpreadGroup(id=a["id"], name=a["name"])
-            for a in self.api.list_all(
-                "listAffinityGroups", "affinitygroup", {"name": naming.spread_group_name(cluster)}
-            )
-        ]
+        keys = [SSHKey(name=k["name"], fingerprint=k.get("fingerprint", "")) for k in key_pairs]
+        spread = [SpreadGroup(id=a["id"], name=a["name"]) for a in affinity]
         return LiveState(
             cluster=cluster,
-            machines=self._machines(cluster),
+            machines=self._machines(cluster, vms),
             groups=groups,
             keys=keys,
             spread_groups=spread,
@@ -204,7 +239,7 @@ class CloudStackProvisioner(Provisioner):
 
     def list_clusters(self) -> list[ClusterSummary]:
         groups = self.api.list_all(
-            "listSecurityGroups", "securitygroup", _tag_params({ROLE_TAG: "etcd"})
+            "listSecurityGroups", "securitygroup", _tag_params({ROLE_TAG: ETCD})
         )
         vms = self.api.list_all("listVirtualMachines", "virtualmachine")
         summaries = []
@@ -387,7 +422,7 @@ class CloudStackProvisioner(Provisioner):
         groups = self.api.list_all(
             "listSecurityGroups",
             "securitygroup",
-            {"securitygroupname": naming.group_name(cluster, "etcd")},
+            {"securitygroupname": naming.group_name(cluster, ETCD)},
         )
         if not groups:
             return
@@ -446,23 +481,39 @@ class CloudStackProvisioner(Provisioner):
         )
         return next((g for g in found if g.get("name") == name), None)
 
-    # --- machines ---------------------------------------------------------------
-    def create_machines(
-        self,
-        requests: Sequence[MachineRequest],
-        ready: ReadyHook | None = None,
-        written_tags: Mapping[str, str] | None = None,
-    ) -> list[Machine]:
-        if not requests:
-            return []
-        from stackfleet.provisioners.cloudstack.create import CreateRun
+    # --- machines: the engine's create pipeline runs on these -------------------
+    def begin_deploy(self, request: MachineRequest) -> str:
+        self._roles_by_name[request.name] = request.role
+        submit: Callable[[], str] = self._deployer(request)
+        return submit()
 
-        return CreateRun(self, requests, ready, written_tags or {}).execute()
+    def deploy_gate(self, request: MachineRequest) -> tuple[str, ...]:
+        # Deploys joining an affinity group wait for its creation job.
+        gate = self._spread_jobs.get(request.spread_group or "")
+        return (gate,) if gate else ()
+
+    def begin_start(self, machine_id: str) -> str:
+        return str(self.api.call("startVirtualMachine", {"id": machine_id})["jobid"])
+
+    def begin_destroy(self, machine_id: str) -> str:
+        submit: Callable[[], str] = self._destroyer(machine_id)
+        return submit()
+
+    def operation_failure(self, op_id: str | None) -> str:
+        return self._failure_reason(op_id)
+
+    def machines_named(self, names: Sequence[str]) -> list[Machine]:
+        return [_to_machine(vm, self._role(vm)) for vm in self._list_vms(names)]
+
+    def machines_by_id(self, ids: Sequence[str]) -> list[Machine]:
+        if not ids:
+            return []
+        return [_to_machine(vm, self._role(vm)) for vm in self._vms_by_id(ids)]
 
     def _failure_reason(self, jobid: str | None) -> str:
         if jobid is None:
             return "never submitted"
-        if jobid.startswith("adopted:"):  # found by name after a lost answer: no job to ask
+        if is_already_done(jobid):  # found by name after a lost answer: no job to ask
             return "VM not in the expected state"
         try:
             self.jobs.result(jobid)
@@ -480,7 +531,7 @@ class CloudStackProvisioner(Provisioner):
             "securitygroupnames": ",".join(r.group_names),
             "keypair": r.key_name,
             "startvm": r.start,
-            "userdata": base64.b64encode(r.userdata.encode()).decode(),
+            "userdata": cs_userdata.encode(r.userdata),
         }
         if r.spread_group:
             params["affinitygroupnames"] = r.spread_group
@@ -506,7 +557,7 @@ class CloudStackProvisioner(Provisioner):
     def _finished_marker(self, vm: Mapping[str, Any]) -> str:
         """A job id for a VM found already there: its last job, or one that has ended."""
         jobid = vm.get("jobid")
-        return str(jobid) if jobid else f"adopted:{vm['id']}"
+        return str(jobid) if jobid else already_done(vm["id"])
 
     def _list_vms(self, names: Sequence[str]) -> list[dict[str, Any]]:
         if not names:
@@ -521,15 +572,17 @@ class CloudStackProvisioner(Provisioner):
             if vm["name"] in wanted
         ]
 
-    def tag_machines(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
-        self._tag("UserVm", ids, tags, check=True)
+    def tag_machines(
+        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+    ) -> None:
+        self._tag("UserVm", ids, tags, check=verify)
 
     def _vms_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.api.list_all("listVirtualMachines", "virtualmachine", {"ids": ",".join(ids)})
 
     def set_userdata(self, userdata: Mapping[str, str]) -> None:
         for vm_id, text in userdata.items():
-            encoded = base64.b64encode(text.encode()).decode()
+            encoded = cs_userdata.encode(text)
             try:
                 self.api.call("updateVirtualMachine", {"id": vm_id, "userdata": encoded}, post=True)
             except CloudError as exc:
@@ -560,7 +613,11 @@ class CloudStackProvisioner(Provisioner):
         raise CloudError(f"{what}: {listed}{more}")
 
     def _role(self, vm: Mapping[str, Any]) -> str:
-        return _tags(vm).get(ROLE_TAG) or self._roles.get(vm["id"], "unknown")
+        role = _tags(vm).get(ROLE_TAG) or self._roles.get(vm["id"])
+        role = role or self._roles_by_name.get(vm.get("name", ""))
+        if role:
+            self._roles[vm["id"]] = role
+        return role or "unknown"
 
     def _simple_job(self, command: str, params: Mapping[str, Any]) -> Any:
         return lambda: str(self.api.call(command, params)["jobid"])
@@ -572,22 +629,66 @@ class CloudStackProvisioner(Provisioner):
         return self._power("stopVirtualMachine", ids, "Stopped", "stop")
 
     def destroy_machines(self, ids: Sequence[str]) -> None:
-        self.teardown(ids, [])
+        self._destroy_and_revoke(ids, [])
 
-    def teardown(
+    def teardown(self, live: LiveState, on_phase: Callable[[str], None]) -> None:
+        """CloudStack refuses to delete a security group that a rule allows (even its own)
+        or that a VM is in, and an affinity group that holds a VM. So: VMs and
+        group-to-group rules go at once, the affinity group's members first, and the
+        affinity group as soon as they are gone (while the other VMs still go); then, at
+        the checks that nothing is left, the security groups and the key pair."""
+        group_rules = _interleaved(
+            [[r.id for r in g.rules if r.rule.source_group] for g in live.groups]
+        )
+        spread = [s.id for s in live.spread_groups if s.id]
+        members = {m.id for m in live.machines if self._in_spread(m.id, spread)}
+        ids = sorted((m.id for m in live.machines), key=lambda i: i not in members)
+        done: list[Task] = []
+        if ids or group_rules or spread:
+            on_phase(
+                f"destroying {len(ids)} VM(s) and {len(spread)} affinity group(s), "
+                f"revoking {len(group_rules)} group rule(s)"
+            )
+            done = self._destroy_and_revoke(ids, group_rules, spread, members, check=False)
+        if live.groups:
+            on_phase(f"deleting {len(live.groups)} security group(s)")
+        # The checks first: a VM still there would make a group's deletion fail too.
+        self._check_machines_gone(ids)
+        if spread:
+            self._check_spread_gone(done, spread)
+        for group in live.groups:
+            self._ignore_gone(lambda g=group.id: self.api.call("deleteSecurityGroup", {"id": g}))
+        for key in live.keys:  # nothing needs it gone sooner: off the critical path
+            self.delete_ssh_key(key.name)
+        self.settle()
+
+    def _in_spread(self, machine_id: str, spread_ids: Sequence[str]) -> bool:
+        """Is the machine in one of these affinity groups? Unknown (not listed by this
+        instance): assumed so, which only makes the group wait for it."""
+        groups = self._spread_of.get(machine_id)
+        return groups is None or bool(groups & set(spread_ids))
+
+    def _destroy_and_revoke(
         self,
         machine_ids: Sequence[str],
         rule_ids: Sequence[str],
         spread_group_ids: Sequence[str] = (),
-    ) -> None:
+        spread_members: set[str] | None = None,
+        check: bool = True,
+    ) -> list[Task]:
+        """Destroy machines and revoke rules at the same time, and delete the affinity
+        groups as soon as their members (`spread_members`, default: all the machines) are
+        gone; return when all is done. Rules are sent in the order given (CloudStack runs
+        one group's rule jobs in turn). `check`: make sure nothing is left."""
         vm_ids = set(machine_ids)
+        members = vm_ids if spread_members is None else spread_members & vm_ids
 
         def on_round(pipe: Pipeline, finished: list[Task]) -> None:
             # Affinity groups go as soon as their VMs are gone, not after the rules.
             done = {t.key for t in pipe.done}
             if (
                 spread_group_ids
-                and vm_ids <= done
+                and members <= done
                 and not any(t.lane == "spread" for t in pipe.done + list(pipe.inflight.values()))
             ):
                 for group_id in spread_group_ids:
@@ -614,15 +715,20 @@ class CloudStackProvisioner(Provisioner):
             pipe.add(Task(vm_id, self._destroyer(vm_id)))
         for rule_id in rule_ids:
             pipe.add(Task(rule_id, self._revoker(rule_id), lane="rules"))
-        if not machine_ids:
+        if not members:
             for group_id in spread_group_ids:
                 pipe.add(Task(group_id, self._spread_deleter(group_id), lane="spread"))
-        pipe.run()
+        done = pipe.run()
+        if check:
+            self._check_machines_gone(machine_ids)
+            if spread_group_ids:
+                self._check_spread_gone(done, spread_group_ids)
+        return done
+
+    def _check_machines_gone(self, machine_ids: Sequence[str]) -> None:
         still = [vm["id"] for vm in self._vms_by_id(machine_ids)] if machine_ids else []
         if still:
             raise CloudError(f"{len(still)} VM(s) still exist after destroy: {', '.join(still)}")
-        if spread_group_ids:
-            self._check_spread_gone(pipe.done, spread_group_ids)
 
     def _check_spread_gone(self, done: Sequence[Task], group_ids: Sequence[str]) -> None:
         """A finished delete job is not a deleted group: the job may have failed (530, or
@@ -636,10 +742,10 @@ class CloudStackProvisioner(Provisioner):
         if not left:
             return
         reason = ""
-        jobs = {t.key: t.jobid for t in done if t.lane == "spread"}
+        jobs = {t.key: t.op_id for t in done if t.lane == "spread"}
         for group in left:
             jobid = jobs.get(group["id"])
-            if jobid and not jobid.startswith("adopted:"):
+            if jobid and not is_already_done(jobid):
                 try:
                     self.jobs.result(jobid)
                 except JobFailed as exc:
@@ -656,7 +762,7 @@ class CloudStackProvisioner(Provisioner):
                 # Gone: an earlier attempt, whose answer was lost, expunged it already.
                 if not _gone(exc):
                     raise
-                return f"adopted:{vm_id}"
+                return already_done(vm_id)
             return str(body["jobid"])
 
         return submit
@@ -668,13 +774,9 @@ class CloudStackProvisioner(Provisioner):
             except CloudError as exc:
                 if not _gone(exc):
                     raise
-                return f"adopted:{group_id}"  # already gone: nothing to wait for
+                return already_done(group_id)  # already gone: nothing to wait for
 
         return submit
-
-    def delete_groups(self, ids: Sequence[str]) -> None:
-        for group_id in ids:
-            self._ignore_gone(lambda g=group_id: self.api.call("deleteSecurityGroup", {"id": g}))
 
     def delete_ssh_key(self, name: str) -> None:
         self._ignore_gone(lambda: self.api.call("deleteSSHKeyPair", {"name": name}))
@@ -687,3 +789,15 @@ class CloudStackProvisioner(Provisioner):
         except CloudError as exc:
             if not _gone(exc):
                 raise
+
+
+def _interleaved(chains: list[list[str]]) -> list[str]:
+    """Round-robin, longest chain first: CloudStack runs one group's rule jobs in turn, so
+    it then works on every group from the start."""
+    ordered = sorted(chains, key=len, reverse=True)
+    return [
+        chain[i]
+        for i in range(max(map(len, ordered), default=0))
+        for chain in ordered
+        if i < len(chain)
+    ]

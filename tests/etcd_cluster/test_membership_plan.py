@@ -12,7 +12,15 @@ from dataclasses import replace
 import pytest
 
 from stackfleet.errors import BadInput
-from stackfleet.provisioners.base import BOOTSTRAP_TAG, Image, LiveState, Machine, Size, Zone
+from stackfleet.provisioners.base import (
+    BOOTSTRAP_TAG,
+    Image,
+    LiveState,
+    Machine,
+    MachineState,
+    Size,
+    Zone,
+)
 from stackfleet.provisioners.etcd_membership import (
     JOIN_TAG,
     EtcdView,
@@ -27,7 +35,8 @@ DONE = {BOOTSTRAP_TAG: "done"}
 
 
 def vm(n: int, state: str = "Running", tags: dict[str, str] | None = None) -> Machine:
-    return Machine(f"m{n}", f"c-etcd-{n}", "etcd", state, f"10.0.0.{n}", tags=tags or DONE)
+    machine_state = MachineState(state)
+    return Machine(f"m{n}", f"c-etcd-{n}", "etcd", machine_state, f"10.0.0.{n}", tags=tags or DONE)
 
 
 def member(n: int, healthy: bool = True) -> Member:

@@ -78,7 +78,7 @@ def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     )
     # vcrpy is not thread-safe: requests sent at once from the job pool's threads are lost
     # from a recording. The recorded session sends one request at a time.
-    monkeypatch.setattr("stackfleet.provisioners.cloudstack.jobs.SUBMIT_THREADS", 1)
+    monkeypatch.setattr("stackfleet.provisioners.operations.SUBMIT_THREADS", 1)
     if not RECORD:
         if not CASSETTE.exists():
             pytest.fail(f"{CASSETTE} missing: record it with STACKFLEET_RECORD=1")

@@ -101,7 +101,7 @@ def plan_then_up(ws: Workspace, spec: Any) -> list[dict[str, str]]:
 def sim_call(ws: Workspace, command: str, params: dict[str, Any]) -> Any:
     """One API call by hand (the operator's console), on the CLI's simulator state."""
     from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-    from stackfleet.provisioners.credentials import Credentials
+    from stackfleet.provisioners.cloudstack.credentials import Credentials
 
     sim = Simulator.start(SimulatorConfig(state_path=ws.home / "simulator" / "state.sqlite"))
     try:

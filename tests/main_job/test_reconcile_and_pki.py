@@ -19,7 +19,7 @@ def sim_api(ws: Workspace) -> tuple[Simulator, object]:
     """A second simulator process-view of the CLI's cloud: same state file."""
     sim = Simulator.start(SimulatorConfig(state_path=ws.home / "simulator" / "state.sqlite"))
     from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-    from stackfleet.provisioners.credentials import Credentials
+    from stackfleet.provisioners.cloudstack.credentials import Credentials
 
     return sim, CloudStackAPI(Credentials(sim.endpoint, sim.api_key, sim.secret, "test"))
 

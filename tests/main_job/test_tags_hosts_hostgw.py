@@ -17,7 +17,7 @@ import pytest
 from sf_testkit import Workspace, mutating
 
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.credentials import Credentials
+from stackfleet.provisioners.cloudstack.credentials import Credentials
 from stackfleet.simulator import Simulator, SimulatorConfig
 
 QUICKSTART = {"etcd": {"count": 3}, "control": {"count": 1}, "workers": {"count": 5}}

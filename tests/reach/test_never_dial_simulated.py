@@ -34,7 +34,7 @@ def test_simulated_vms_report_the_simulator_hypervisor(ws: Workspace) -> None:
 
     with Simulator.start(SimulatorConfig(state_path=ws.home / "simulator" / "state.sqlite")) as s:
         from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-        from stackfleet.provisioners.credentials import Credentials
+        from stackfleet.provisioners.cloudstack.credentials import Credentials
 
         api = CloudStackAPI(Credentials(s.endpoint, s.api_key, s.secret, "test"))
         vms = api.call("listVirtualMachines", {"name": "sim1-etcd-1"})["virtualmachine"]

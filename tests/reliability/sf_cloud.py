@@ -19,7 +19,7 @@ from typing import Any
 from sf_testkit import mutating as testkit_mutating
 
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.credentials import Credentials
+from stackfleet.provisioners.cloudstack.credentials import Credentials
 from stackfleet.simulator import Simulator, SimulatorConfig
 
 

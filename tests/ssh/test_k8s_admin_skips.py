@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stackfleet.cloudconfig_templates.parts import BIN_DIR
 from stackfleet.cloudconfig_templates.validate import files_of
+from stackfleet.flavors import FLAVORS
 from stackfleet.provisioners import bootstrap, k8s_admin
 from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine
 from stackfleet.spec import Spec, parse_spec
@@ -105,7 +105,8 @@ def test_a_simulated_control_node_gets_no_fresh_token_and_says_so() -> None:
 
 
 def test_kubectl_is_where_the_control_nodes_cloud_config_installs_it() -> None:
-    assert k8s_admin.KubectlPaths().kubectl == f"{BIN_DIR}/kubectl"
+    # Every flavor installs kubectl where KubectlPaths looks for it (Flavor.bin_dir).
+    assert all(k8s_admin.KubectlPaths().kubectl == f"{f.bin_dir}/kubectl" for f in FLAVORS.values())
 
 
 def test_a_late_worker_joins_with_the_fresh_token_and_init_keeps_its_own(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stackfleet.errors import CredentialsError
-from stackfleet.provisioners.credentials import find_credentials
+from stackfleet.provisioners.cloudstack.credentials import find_credentials
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from stackfleet.errors import CredentialsError
-from stackfleet.provisioners.credentials import cs_config, find_credentials
+from stackfleet.provisioners.cloudstack.credentials import cs_config, find_credentials
 
 cs = pytest.importorskip("cs", reason="the reference: pip install 'stackfleet[test]'")
 

@@ -107,7 +107,11 @@ def test_validate_json_lists_each_spec_problem_and_still_fails(ws: Workspace) ->
     assert data["ok"] is False and data["nodes"] == []
     problems = sorted(data["problems"], key=lambda p: p["where"])
     assert [(p["kind"], p["where"], p["message"]) for p in problems] == [
-        ("spec", "roles.etcd.count", "2 is even: an even member count tolerates no more failures than one fewer; use 1 or 3"),
+        (
+            "spec",
+            "roles.etcd.count",
+            "2 is even: an even member count tolerates no more failures than one fewer; use 1 or 3",
+        ),
         ("spec", "ttl", "'1x' is not a duration: use e.g. 90m, 1h30m, 2d"),
     ]
 

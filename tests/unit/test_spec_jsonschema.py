@@ -30,6 +30,7 @@ ROLE = {"count": 1, "template": "t", "offering": "o", "disk_gb": 20}
 FULL: dict[str, Any] = {
     "name": "demo",
     "cloud": {
+        "provider": "cloudstack",
         "profile": "simulator",
         "endpoint": "https://cloud.example.com/client/api",
         "zone": "z",
@@ -295,7 +296,10 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
     assert sorted(_problems(data)) == [
         ("access.ssh_cidrs[0]", "'10.0.0.1/8' has host bits set: did you mean 10.0.0.0/8?"),
         ("cloud.concurrency", "must be between 1 and 64, not 0"),
-        ("roles.etcd.count", "2 is even: an even member count tolerates no more failures than one fewer; use 1 or 3"),
+        (
+            "roles.etcd.count",
+            "2 is even: an even member count tolerates no more failures than one fewer; use 1 or 3",
+        ),
         # JSON Schema calls 3.0 an integer; a count written so is a typo we refuse.
         ("roles.workers.count", "must be a whole number, not 3.0"),
     ]

@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from stackfleet.errors import BadInput, ExitCode
 from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-from stackfleet.provisioners.credentials import Credentials
+from stackfleet.provisioners.cloudstack.credentials import Credentials
 from stackfleet.simulator import Simulator, SimulatorConfig
 
 
