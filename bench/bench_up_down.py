@@ -2,6 +2,7 @@
 
     python bench/bench_up_down.py                 # full latency model (a few minutes)
     python bench/bench_up_down.py --scale 0.25    # every job latency x 0.25
+    python bench/bench_up_down.py --api exoscale  # the exoscale provider and simulator
 
 Each command runs as a subprocess (start-up included, as a CI job sees it) against the
 simulator in another process: realistic job latencies, 30 ms per round trip, a rate limit.
@@ -68,7 +69,22 @@ def main() -> None:
     )
     parser.add_argument("--large-concurrency", type=int, default=27, help="for 3+1+50")
     parser.add_argument("--only", choices=["small", "large"], help="run one cluster size")
+    parser.add_argument(
+        "--api",
+        choices=["cloudstack", "exoscale"],
+        default="cloudstack",
+        help="which provider and simulator (exoscale: see bench/_exoscale.py)",
+    )
     args = parser.parse_args()
+    if args.api == "exoscale":
+        import _exoscale
+
+        print(_exoscale.describe(args.scale))
+        if args.only != "large":
+            _exoscale.one(args.scale, 5, args.small_concurrency)
+        if args.only != "small":
+            _exoscale.one(args.scale, 50, args.large_concurrency)
+        return
     print(describe_model(args.scale))
     print(
         "floor = the cloud's critical path. up (allocate): affinity group job, ceil(n/c) waves "

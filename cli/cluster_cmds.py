@@ -25,10 +25,33 @@ from stackfleet.cli.output import emit, note
 from stackfleet.errors import BadInput, ExitCode, StackfleetError
 
 # Where a command without a spec finds its cloud, for help and error texts.
-FLAG_CLOUD = "--profile, else the CLOUDSTACK_* variables or cloudstack.ini"
+FLAG_CLOUD = "--provider and --profile, else the CLOUDSTACK_* variables or cloudstack.ini"
+
+
+def _provider_option(func: Any) -> Any:
+    """--provider for commands that read no spec (a spec names its own cloud.provider)."""
+    from stackfleet.provisioners.registry import DEFAULT_PROVIDER, PROVIDERS
+
+    return click.option(
+        "--provider",
+        type=click.Choice(sorted(PROVIDERS)),
+        default=DEFAULT_PROVIDER,
+        show_default=True,
+        envvar="STACKFLEET_PROVIDER",
+        help="Without a spec: the cloud's API (exoscale finds EXOSCALE_API_KEY/_SECRET or "
+        "the exo CLI's config). Env: STACKFLEET_PROVIDER.",
+    )(func)
+
+
+def _flag_target(profile: str | None, provider: str) -> Any:
+    """The cloud a command without a spec works in: its flags'."""
+    from stackfleet.provisioners.session import CloudTarget
+
+    return CloudTarget(profile, profile_from="--profile", provider=provider)
 
 
 def _target_options(func: Any) -> Any:
+    func = _provider_option(func)
     func = click.option(
         "--profile",
         help="Without a spec: 'simulator' or a cloudstack.ini section (default: the "
@@ -48,21 +71,17 @@ def _given(param: str) -> bool:
     return source is click.core.ParameterSource.COMMANDLINE
 
 
-def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | None) -> Any:
+def _resolve_target(
+    spec_path: Path, cluster_name: str | None, profile: str | None, provider: str
+) -> Any:
     """(cluster name, CloudTarget, spec or None) from a spec file or from flags."""
-    from stackfleet.provisioners.session import CloudTarget
-
     if cluster_name:
         if _given("spec_path"):
             raise BadInput(
                 f"-f {spec_path} and --cluster {cluster_name}: give one of them "
                 "(--cluster reads no spec)"
             )
-        return (
-            check_cluster_name(cluster_name),
-            CloudTarget(profile, profile_from="--profile"),
-            None,
-        )
+        return check_cluster_name(cluster_name), _flag_target(profile, provider), None
     if not spec_path.exists() and profile is not None:
         raise BadInput("--profile needs --cluster NAME (or a spec with -f)")
     if not spec_path.exists() and not _given("spec_path"):
@@ -71,7 +90,16 @@ def _resolve_target(spec_path: Path, cluster_name: str | None, profile: str | No
             f"--cluster NAME (its cloud: {FLAG_CLOUD})"
         )
     spec = load(spec_path)
+    _no_provider_with_a_spec(spec)
     return spec.name, _spec_target(spec, profile), spec
+
+
+def _no_provider_with_a_spec(spec: Any) -> None:
+    if _given("provider") and click.get_current_context().params["provider"] != spec.provider:
+        raise BadInput(
+            f"--provider: the spec names its cloud (cloud.provider: {spec.provider}); "
+            "drop --provider, or use --cluster NAME without a spec"
+        )
 
 
 def _spec_target(spec: Any, profile: str | None = None) -> Any:
@@ -85,6 +113,7 @@ def _spec_target(spec: Any, profile: str | None = None) -> Any:
         simulator_hypervisor=spec.simulator_hypervisor,
         simulator_mirror=spec.simulator_mirror,
         provider=spec.provider,
+        zone=spec.zone,
     )
 
 
@@ -223,7 +252,7 @@ def _role_of(cluster: str, name: str) -> str | None:
 @_target_options
 @global_options
 @handle_errors
-def status(spec_path: Path, cluster_name: str | None, profile: str | None) -> None:
+def status(spec_path: Path, cluster_name: str | None, profile: str | None, provider: str) -> None:
     """Show the cluster's nodes as the cloud has them (found by tags, no local state),
     counted against the spec ("7/9 running; missing: worker-3, worker-4").
 
@@ -232,7 +261,7 @@ def status(spec_path: Path, cluster_name: str | None, profile: str | None) -> No
     """
     from stackfleet.provisioners.session import open_cloud
 
-    name, target, spec = _resolve_target(spec_path, cluster_name, profile)
+    name, target, spec = _resolve_target(spec_path, cluster_name, profile, provider)
     with open_cloud(target) as prov:
         _show_status(_status_data(name, prov.live_state(name), spec))
 
@@ -382,17 +411,18 @@ def up(spec_path: Path, wait: bool | None, skip_drain: bool, drain_timeout_s: in
     help="'simulator' or a cloudstack.ini section (default: the CLOUDSTACK_* variables, "
     "else cloudstack.ini as `cs` reads it).",
 )
+@_provider_option
 @global_options
 @handle_errors
-def list_clusters(profile: str | None) -> None:
+def list_clusters(profile: str | None, provider: str) -> None:
     """List the stackfleet clusters in the account (no spec is read).
 
     The account is --profile's, else the CLOUDSTACK_* variables' or cloudstack.ini's.
     JSON: docs/output.md#list.
     """
-    from stackfleet.provisioners.session import CloudTarget, open_cloud
+    from stackfleet.provisioners.session import open_cloud
 
-    with open_cloud(CloudTarget(profile, profile_from="--profile")) as prov:
+    with open_cloud(_flag_target(profile, provider)) as prov:
         clusters = prov.list_clusters()
     data = [{"name": c.name, "machines": c.machines, "expires": c.expires} for c in clusters]
     rows = [(c.name, c.machines, c.expires) for c in clusters]
@@ -406,7 +436,12 @@ def list_clusters(profile: str | None) -> None:
 @global_options
 @handle_errors
 def down(
-    spec_path: Path, cluster_name: str | None, profile: str | None, expired: bool, keep_local: bool
+    spec_path: Path,
+    cluster_name: str | None,
+    profile: str | None,
+    provider: str,
+    expired: bool,
+    keep_local: bool,
 ) -> None:
     """Delete every VM, group, rule, key and affinity group of the cluster.
 
@@ -422,9 +457,9 @@ def down(
 
     if expired:
         name = ""  # the expired clusters are found in the cloud
-        target, spec = _janitor_target(spec_path, cluster_name, profile)
+        target, spec = _janitor_target(spec_path, cluster_name, profile, provider)
     else:
-        name, target, spec = _resolve_target(spec_path, cluster_name, profile)
+        name, target, spec = _resolve_target(spec_path, cluster_name, profile, provider)
     results = []
     with events() as shown, open_cloud(target, on_progress=shown.progress) as prov:
         names = expired_clusters(prov) if expired else [name]
@@ -462,11 +497,11 @@ def down(
     )
 
 
-def _janitor_target(spec_path: Path, cluster_name: str | None, profile: str | None) -> Any:
+def _janitor_target(
+    spec_path: Path, cluster_name: str | None, profile: str | None, provider: str
+) -> Any:
     """(CloudTarget, spec or None) for `down --expired`: the spec's cloud when -f names
     one (or ./stackfleet.yaml exists and no --profile is given), else the flags' cloud."""
-    from stackfleet.provisioners.session import CloudTarget
-
     if cluster_name:
         raise BadInput(
             f"--expired finds the expired clusters itself: drop --cluster {cluster_name} "
@@ -474,5 +509,6 @@ def _janitor_target(spec_path: Path, cluster_name: str | None, profile: str | No
         )
     if _given("spec_path") or (profile is None and spec_path.exists()):
         spec = load(spec_path)
+        _no_provider_with_a_spec(spec)
         return _spec_target(spec, profile), spec
-    return CloudTarget(profile, profile_from="--profile"), None
+    return _flag_target(profile, provider), None

@@ -31,6 +31,8 @@ class CloudTarget:
     profile_from: str = "cloud.profile"
     # Which cloud API (registry.PROVIDERS): the spec's cloud.provider, or --provider.
     provider: str = registry.DEFAULT_PROVIDER
+    # The spec's zone, for providers whose API is per zone (None: the provider finds it).
+    zone: str | None = None
 
 
 @contextmanager

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stackfleet.simulator.exoscale import instances, resources, security_groups
+from stackfleet.simulator.exoscale import (
+    instances,
+    private_networks,
+    resources,
+    security_groups,
+)
 from stackfleet.simulator.exoscale.call import Call
 from stackfleet.simulator.state import Doc
 
@@ -40,6 +45,11 @@ HANDLERS: dict[str, Handler] = {
     "list-ssh-keys": resources.list_ssh_keys,
     "get-ssh-key": resources.get_ssh_key,
     "delete-ssh-key": resources.delete_ssh_key,
+    "create-private-network": private_networks.create_private_network,
+    "list-private-networks": private_networks.list_private_networks,
+    "get-private-network": private_networks.get_private_network,
+    "update-private-network": private_networks.update_private_network,
+    "delete-private-network": private_networks.delete_private_network,
 }
 
 # Public on the real API too: the official client sends list-zones without credentials.
