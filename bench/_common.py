@@ -86,22 +86,15 @@ class Cloud:
     """A simulator in a subprocess (`stackfleet simulator serve`), so the CLI under test and
     the cloud do not share a GIL and the timings are the client's own."""
 
-    endpoint: str
-    key: str
-    secret: str
+    variables: dict[str, str]  # what the CLI reads to reach it: endpoint and credentials
     log: Path
     proc: subprocess.Popen[str]
     home: Path
 
     def env(self) -> dict[str, str]:
         env = os.environ.copy()
-        env.update(
-            CLOUDSTACK_ENDPOINT=self.endpoint,
-            CLOUDSTACK_KEY=self.key,
-            CLOUDSTACK_SECRET=self.secret,
-            STACKFLEET_HOME=str(self.home),
-        )
         env.pop("CLOUDSTACK_REGION", None)
+        env.update(self.variables, STACKFLEET_HOME=str(self.home))
         return env
 
     def requests(self) -> list[dict[str, Any]]:
@@ -146,7 +139,12 @@ def start_cloud(scale: float, vm_limit: int = 80, rate_limit: float | None = RAT
     endpoint, key, secret = json.loads(proc.stdout.readline())
     home = work / "home"
     home.mkdir()
-    return Cloud(endpoint, key, secret, log, proc, home)
+    variables = {
+        "CLOUDSTACK_ENDPOINT": endpoint,
+        "CLOUDSTACK_KEY": key,
+        "CLOUDSTACK_SECRET": secret,
+    }
+    return Cloud(variables, log, proc, home)
 
 
 def write_spec(
@@ -178,6 +176,21 @@ def run_cli(cloud: Cloud, *args: str) -> tuple[float, int]:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"stackfleet {' '.join(args)} failed ({proc.returncode})")
     return wall, proc.returncode
+
+
+def up_then_down(
+    cloud: Cloud, spec: Path
+) -> tuple[float, list[dict[str, Any]], float, list[dict[str, Any]]]:
+    """`up --no-wait`, then `down --yes`: each one's wall time and the requests it made (up's,
+    down's); the cloud is stopped afterwards."""
+    try:
+        up_s, _ = run_cli(cloud, "up", "-f", str(spec), "--no-wait", "-o", "json")
+        up_reqs = cloud.requests()
+        down_s, _ = run_cli(cloud, "down", "-f", str(spec), "--yes", "-o", "json")
+        down_reqs = cloud.requests()[len(up_reqs) :]
+    finally:
+        cloud.stop()
+    return up_s, up_reqs, down_s, down_reqs
 
 
 def call_counts(requests: list[dict[str, Any]]) -> Counter[str]:

@@ -13,18 +13,15 @@ The floor of `down`: ceil(n/c) waves of delete (the groups then go at once): wav
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import yaml
+from _common import Cloud, top, up_then_down
 
 # Seconds per operation at --scale 1: an instance operation (create, start) as the
 # CloudStack model's start (10 s); the simulator has one latency for all.
@@ -46,57 +43,42 @@ def floor_down(n: int, c: int, scale: float) -> float:
     return math.ceil(n / c) * OPERATION * scale
 
 
-class ExoCloud:
+def start_exoscale(scale: float) -> Cloud:
     """`stackfleet simulator serve --api exoscale` in its own process."""
-
-    def __init__(self, scale: float) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="stackfleet-bench-exo-"))
-        self.log = self.work / "requests.jsonl"
-        self.home = self.work / "home"
-        self.home.mkdir()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stackfleet",
-                "simulator",
-                "serve",
-                "--api",
-                "exoscale",
-                "--port",
-                "0",
-                "--state",
-                str(self.work / "exoscale.sqlite"),
-                "--request-log",
-                str(self.log),
-                "--latency",
-                str(OPERATION * scale),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.vars: dict[str, str] = {}
-        while len(self.vars) < 3:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise SystemExit("the exoscale simulator did not start")
-            name, _, value = line.strip().partition("=")
-            self.vars[name] = value
-
-    def env(self) -> dict[str, str]:
-        env = os.environ.copy()
-        env.update(self.vars, STACKFLEET_HOME=str(self.home))
-        return env
-
-    def requests(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        return [json.loads(x) for x in self.log.read_text().splitlines() if x.strip()]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+    work = Path(tempfile.mkdtemp(prefix="stackfleet-bench-exo-"))
+    log = work / "requests.jsonl"
+    home = work / "home"
+    home.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stackfleet",
+            "simulator",
+            "serve",
+            "--api",
+            "exoscale",
+            "--port",
+            "0",
+            "--state",
+            str(work / "exoscale.sqlite"),
+            "--request-log",
+            str(log),
+            "--latency",
+            str(OPERATION * scale),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    variables: dict[str, str] = {}
+    while len(variables) < 3:  # its first lines: endpoint, key and secret, NAME=value
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("the exoscale simulator did not start")
+        name, _, value = line.strip().partition("=")
+        variables[name] = value
+    return Cloud(variables, log, proc, home)
 
 
 def write_spec(directory: Path, name: str, workers: int, concurrency: int) -> Path:
@@ -116,29 +98,10 @@ def write_spec(directory: Path, name: str, workers: int, concurrency: int) -> Pa
     return path
 
 
-def run_cli(cloud: ExoCloud, *args: str) -> float:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "stackfleet", *args], env=cloud.env(), capture_output=True, text=True
-    )
-    wall = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"stackfleet {' '.join(args)} failed ({proc.returncode})")
-    return wall
-
-
 def one(scale: float, workers: int, concurrency: int) -> dict[str, float]:
     n = 3 + 1 + workers
-    cloud = ExoCloud(scale)
-    try:
-        spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
-        up_s = run_cli(cloud, "up", "-f", str(spec), "--no-wait", "-o", "json")
-        up_reqs = cloud.requests()
-        down_s = run_cli(cloud, "down", "-f", str(spec), "--yes", "-o", "json")
-        down_reqs = cloud.requests()[len(up_reqs) :]
-    finally:
-        cloud.stop()
+    spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
+    up_s, up_reqs, down_s, down_reqs = up_then_down(start_exoscale(scale), spec)
     invalid = [
         r
         for r in up_reqs + down_reqs
@@ -147,8 +110,7 @@ def one(scale: float, workers: int, concurrency: int) -> dict[str, float]:
     fu, fd = floor_up(n, concurrency, scale), floor_down(n, concurrency, scale)
     print(f"\n3+1+{workers} = {n} instances, cloud.concurrency {concurrency}, exoscale")
     for what, wall, floor, reqs in (("up", up_s, fu, up_reqs), ("down", down_s, fd, down_reqs)):
-        counts = Counter(str(r.get("operation")) for r in reqs)
-        common = ", ".join(f"{k} {v}" for k, v in counts.most_common(6))
+        common = top(Counter(str(r.get("operation")) for r in reqs), 6)
         print(
             f"  {what:5} {wall:7.2f} s   floor {floor:6.2f} s   ratio {wall / floor:4.2f}x   "
             f"API calls {len(reqs)}"

@@ -55,8 +55,12 @@ def bring_up(cloud: Cloud, spec_path: Path) -> tuple[float, list[object]]:
     userdata = render_stage1(spec, names, key)  # rendered before the clock starts
 
     started = time.monotonic()
+    reach = cloud.variables
     driver = get_driver(Provider.CLOUDSTACK)(
-        cloud.key, cloud.secret, url=cloud.endpoint, secure=False
+        reach["CLOUDSTACK_KEY"],
+        reach["CLOUDSTACK_SECRET"],
+        url=reach["CLOUDSTACK_ENDPOINT"],
+        secure=False,
     )
     location = next(z for z in driver.list_locations() if z.name == spec.zone)
     images = {i.name: i for i in driver.list_images(location)}

@@ -24,24 +24,19 @@ from _common import (
     describe_model,
     floor_down,
     floor_up,
-    run_cli,
     start_cloud,
     top,
+    up_then_down,
     write_spec,
 )
 
 
 def one(scale: float, workers: int, concurrency: int) -> dict[str, float]:
     n = 3 + 1 + workers
-    cloud = start_cloud(scale, vm_limit=max(80, n + 10))
-    try:
-        spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
-        up_s, _ = run_cli(cloud, "up", "-f", str(spec), "--no-wait", "-o", "json")
-        up_reqs = cloud.requests()
-        down_s, _ = run_cli(cloud, "down", "-f", str(spec), "--yes", "-o", "json")
-        down_reqs = cloud.requests()[len(up_reqs) :]
-    finally:
-        cloud.stop()
+    spec = write_spec(Path(tempfile.mkdtemp()), f"bench{workers}", workers, concurrency)
+    up_s, up_reqs, down_s, down_reqs = up_then_down(
+        start_cloud(scale, vm_limit=max(80, n + 10)), spec
+    )
     fu, fd = floor_up(n, concurrency, "allocate", scale), floor_down(n, concurrency, scale)
     up_counts, down_counts = call_counts(up_reqs), call_counts(down_reqs)
     throttled = sum(1 for r in up_reqs + down_reqs if r.get("status") == 429)

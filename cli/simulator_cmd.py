@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -24,6 +25,10 @@ from stackfleet.cli.common import global_options, handle_errors, settings
 if TYPE_CHECKING:
     from stackfleet.simulator.app import Simulator
     from stackfleet.simulator.detach import Files, Record
+    from stackfleet.simulator.serving import StopOnExit
+
+# A started simulator of either API.
+S = TypeVar("S", bound="StopOnExit")
 
 # How long `serve --detach` waits for the server to listen (a QEMU mini-cloud first starts
 # its router and network namespace).
@@ -277,24 +282,9 @@ def serve(
             hypervisor=hypervisor,
             mirror=mirror.resolve() if mirror else None,
         )
-        try:
-            sim = Simulator.start(cfg)
-        except BadInput as exc:
-            raise ServeError(str(exc)) from None
-        except OSError as exc:
-            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        done = threading.Event()
-
-        def on_stop_signal(signum: int, frame: FrameType | None) -> None:
-            done.set()
-
-        signal.signal(signal.SIGTERM, on_stop_signal)
-        signal.signal(signal.SIGINT, on_stop_signal)
-        try:
-            _announce(sim, where)
-            done.wait()
-        finally:
-            sim.stop()
+        _serve_until_stopped(
+            lambda: Simulator.start(cfg), f"{host}:{port}", lambda sim: _announce(sim, where)
+        )
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -302,9 +292,48 @@ def serve(
             detached.release(where, claimed)
 
 
-def _announce(sim: Simulator, where: Files | None) -> None:
+def _serve_until_stopped(
+    start: Callable[[], S], address: str, announce: Callable[[S], None]
+) -> None:
+    """Start a simulator (one line if it cannot), announce it, serve until SIGTERM or SIGINT,
+    then stop it."""
+    from stackfleet.errors import BadInput
+
+    try:
+        sim = start()
+    except BadInput as exc:
+        raise ServeError(str(exc)) from None
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {address}: {exc.strerror}") from None
+    done = threading.Event()
+
+    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    try:
+        announce(sim)
+        done.wait()
+    finally:
+        sim.stop()
+
+
+def _hand_over(record: Record, where: Files | None) -> None:
     """Foreground: the dotenv lines on stdout. Detached: the record, and no secret."""
-    from stackfleet.simulator.detach import Record, publish
+    from stackfleet.simulator.detach import publish
+
+    if where is None:
+        for name, value in environment(record).items():
+            click.echo(f"{name}={value}")
+    else:
+        publish(where, record)
+        click.echo(f"listening on {record.endpoint} (pid {record.pid})")
+
+
+def _announce(sim: Simulator, where: Files | None) -> None:
+    """The CloudStack simulator's record, and where its metadata and password servers are."""
+    from stackfleet.simulator.detach import Record
 
     record = Record(
         pid=os.getpid(),
@@ -315,14 +344,9 @@ def _announce(sim: Simulator, where: Files | None) -> None:
         metadata_url=sim.metadata_url,
         password_url=sim.password_url,
     )
-    if where is None:
-        for name, value in environment(record).items():
-            click.echo(f"{name}={value}")
-    else:
-        publish(where, record)
-        click.echo(f"listening on {sim.endpoint} (pid {os.getpid()})")
-        if sim.namespace:
-            click.echo(f"STACKFLEET_NODE_NETNS={sim.namespace}")
+    _hand_over(record, where)
+    if where is not None and sim.namespace:
+        click.echo(f"STACKFLEET_NODE_NETNS={sim.namespace}")
     if sim.metadata_url:
         click.echo(f"# metadata: {sim.metadata_url}")
     if sim.password_url:
@@ -359,8 +383,7 @@ def _serve_exoscale(
     request_log: Path | None,
     where: Files | None,
 ) -> None:
-    from stackfleet.errors import BadInput
-    from stackfleet.simulator.detach import Record, publish
+    from stackfleet.simulator.detach import Record
     from stackfleet.simulator.exoscale import ExoscaleConfig, ExoscaleSimulator
 
     cfg = ExoscaleConfig(
@@ -372,32 +395,13 @@ def _serve_exoscale(
         api_key=api_key,
         secret=secret,
     )
-    try:
-        sim = ExoscaleSimulator.start(cfg)
-    except BadInput as exc:
-        raise ServeError(str(exc)) from None
-    except OSError as exc:
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    done = threading.Event()
 
-    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_stop_signal)
-    signal.signal(signal.SIGINT, on_stop_signal)
-    try:
-        record = Record(os.getpid(), sim.endpoint, sim.api_key, sim.secret)
-        if where is None:
-            for name, value in environment(record).items():
-                click.echo(f"{name}={value}")
-        else:
-            publish(where, record)
-            click.echo(f"listening on {sim.endpoint} (pid {os.getpid()})")
+    def announce(sim: ExoscaleSimulator) -> None:
+        _hand_over(Record(os.getpid(), sim.endpoint, sim.api_key, sim.secret), where)
         click.echo(f"# zone: {sim.zone}; python: Client(key, secret, url=EXOSCALE_API_ENDPOINT)")
         sys.stdout.flush()  # a parent reading our stdout needs the lines now
-        done.wait()
-    finally:
-        sim.stop()
+
+    _serve_until_stopped(lambda: ExoscaleSimulator.start(cfg), f"{host}:{port}", announce)
 
 
 def environment(record: Record) -> dict[str, str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,6 +59,14 @@ class MachineCount:
     what: str  # what is waited for, e.g. "9 machines to start"
     total: int
     done: Callable[[Pipeline], int]
+
+    @classmethod
+    def of_keys(cls, what: str, keys: Collection[str]) -> MachineCount | None:
+        """Counts the finished tasks whose key is one of `keys` (a machine each); none to
+        count, no count."""
+        if not keys:
+            return None
+        return cls(what, len(keys), lambda p: sum(1 for t in p.done if t.key in keys))
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from types import TracebackType
 
 from stackfleet.errors import BadInput
 from stackfleet.simulator import catalog as cat
@@ -15,10 +14,11 @@ from stackfleet.simulator.hypervisor import NAMES, ExternalHosts, Hypervisor
 from stackfleet.simulator.metadata import MetadataServer, PasswordHandler, vm_by_address
 from stackfleet.simulator.requestlog import RequestLog
 from stackfleet.simulator.server import ApiServer, Backend
+from stackfleet.simulator.serving import StopOnExit, serve_in_thread, url
 from stackfleet.simulator.state import Store, Tx
 
 
-class Simulator:
+class Simulator(StopOnExit):
     """Use `Simulator.start(cfg)`; it returns once the API (and metadata) servers listen."""
 
     def __init__(self, config: SimulatorConfig) -> None:
@@ -75,34 +75,24 @@ class Simulator:
     def start(cls, config: SimulatorConfig | None = None) -> Simulator:
         sim = cls(config or SimulatorConfig())
         for server in sim._servers:
-            thread = threading.Thread(
-                target=server.serve_forever,
-                args=(0.05,),
-                daemon=True,
-                name=f"simulator-{server.server_address[1]}",
-            )
-            thread.start()
-            sim._threads.append(thread)
+            sim._threads.append(serve_in_thread(server, f"simulator-{server.server_address[1]}"))
         return sim
 
     @property
     def endpoint(self) -> str:
-        host, port = self.api_server.server_address[:2]
-        return f"http://{_url_host(str(host))}:{port}/client/api"
+        return url(self.api_server, "/client/api")
 
     @property
     def metadata_url(self) -> str | None:
         if self.metadata_server is None:
             return None
-        host, port = self.metadata_server.server_address[:2]
-        return f"http://{_url_host(str(host))}:{port}/latest/"
+        return url(self.metadata_server, "/latest/")
 
     @property
     def password_url(self) -> str | None:
         if self.password_server is None:
             return None
-        host, port = self.password_server.server_address[:2]
-        return f"http://{_url_host(str(host))}:{port}/"
+        return url(self.password_server, "/")
 
     @property
     def zones(self) -> list[str]:
@@ -117,17 +107,6 @@ class Simulator:
             thread.join(timeout=5)
         self._log.close()
         self.store.close()
-
-    def __enter__(self) -> Simulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _choose_hypervisor(tx: Tx, wanted: str | None) -> str:
@@ -145,7 +124,3 @@ def _choose_hypervisor(tx: Tx, wanted: str | None) -> str:
         )
     tx.set_meta("hypervisor", wanted)
     return wanted
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

@@ -6,7 +6,6 @@ import contextlib
 import json
 import socket
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,6 +16,7 @@ from stackfleet.simulator.config import SimulatorConfig
 from stackfleet.simulator.faults import Faults, RateLimiter
 from stackfleet.simulator.jobs import settle
 from stackfleet.simulator.requestlog import RequestLog
+from stackfleet.simulator.serving import ApiRequestHandler, BackendServer
 from stackfleet.simulator.state import Store
 
 
@@ -59,23 +59,8 @@ class Backend:
         return {f"{command.lower()}response": inner}
 
 
-class ApiHandler(BaseHTTPRequestHandler):
+class ApiHandler(ApiRequestHandler):
     server: ApiServer
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, delayed ACKs cost 40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the JSONL request log replaces the stderr access log
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
 
     def _handle(self, method: str) -> None:
         started = time.monotonic()
@@ -140,13 +125,6 @@ class ApiHandler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: dict[str, Any]) -> None:
         self._send_raw(status, json.dumps(payload).encode(), "application/json;charset=UTF-8")
 
-    def _send_raw(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _drop(self) -> None:
         # Reset, not a clean close: the client sees a dropped connection mid-request.
         with contextlib.suppress(OSError):
@@ -157,10 +135,5 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.connection.close()
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
-        self.backend = backend
-        super().__init__(address, ApiHandler)
+class ApiServer(BackendServer[Backend]):
+    handler_class = ApiHandler

@@ -127,3 +127,16 @@ def kill_namespace_processes(ns: str, keep: Collection[int] = (), rounds: int = 
                 break
             time.sleep(0.05)
     raise RuntimeError(f"processes still in namespace {ns}: {namespace_pids(ns)}")
+
+
+def wire_to_bridge(ns: str, host_end: str, bridge: str, ip: str) -> None:
+    """Give namespace `ns` an eth0 at `ip`/24 on a veth whose other end (`host_end`, in this
+    namespace) is a port of `bridge`; eth0 and lo up."""
+    for args in (
+        ("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns),
+        ("ip", "link", "set", host_end, "master", bridge, "up"),
+        ("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"),
+        ("ip", "-n", ns, "link", "set", "eth0", "up"),
+        ("ip", "-n", ns, "link", "set", "lo", "up"),
+    ):
+        subprocess.run(args, check=True, capture_output=True, timeout=30)

@@ -700,13 +700,7 @@ class CloudStackProvisioner(Provisioner):
             on_round=on_round,
             limits={"rules": max(len(rule_ids), 1)},
             # In machines (the rules ride along): none to destroy, no count.
-            count=MachineCount(
-                f"{len(vm_ids)} machines to destroy",
-                len(vm_ids),
-                lambda p: sum(1 for t in p.done if t.key in vm_ids),
-            )
-            if vm_ids
-            else None,
+            count=MachineCount.of_keys(f"{len(vm_ids)} machines to destroy", vm_ids),
         )
         # Destroys first (the affinity groups wait for them), then the rules in the order
         # given: the cloud runs one group's rule jobs in turn, so the caller interleaves

@@ -799,13 +799,7 @@ class ExoscaleProvisioner(Provisioner):
         pipe = self.ops.pipeline(
             self.timeout_s,
             f"{len(names)} machines to destroy, {len(group_rules)} rules to revoke",
-            count=MachineCount(
-                f"{len(names)} machines to destroy",
-                len(names),
-                lambda p: sum(1 for t in p.done if t.key in names),
-            )
-            if names
-            else None,
+            count=MachineCount.of_keys(f"{len(names)} machines to destroy", names),
         )
         for m in live.machines:  # at most `concurrency` deletes in flight
             pipe.add(Task(m.name, self._destroyer(m.id)))

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from stackfleet import state
 from stackfleet.simulator.exoscale.config import ExoscaleConfig
 from stackfleet.simulator.exoscale.requestlog import RequestLog
 from stackfleet.simulator.exoscale.server import Backend, ExoscaleServer
+from stackfleet.simulator.serving import StopOnExit, serve_in_thread, url
 from stackfleet.simulator.state import Store
 
 STATE_FILE = "exoscale.sqlite"
@@ -24,7 +24,7 @@ REQUEST_LOG = "exoscale-requests.jsonl"
 EMBEDDED_OPERATION_LATENCY = 0.2
 
 
-class ExoscaleSimulator:
+class ExoscaleSimulator(StopOnExit):
     """Use `ExoscaleSimulator.start(cfg)`; it returns once the API listens."""
 
     def __init__(self, config: ExoscaleConfig) -> None:
@@ -39,21 +39,14 @@ class ExoscaleSimulator:
     @classmethod
     def start(cls, config: ExoscaleConfig | None = None) -> ExoscaleSimulator:
         sim = cls(config or ExoscaleConfig())
-        sim._thread = threading.Thread(
-            target=sim.api_server.serve_forever,
-            args=(0.05,),
-            daemon=True,
-            name=f"exoscale-simulator-{sim.api_server.server_address[1]}",
-        )
-        sim._thread.start()
+        port = sim.api_server.server_address[1]
+        sim._thread = serve_in_thread(sim.api_server, f"exoscale-simulator-{port}")
         return sim
 
     @property
     def endpoint(self) -> str:
         """The URL to give the official client: `Client(key, secret, url=sim.endpoint)`."""
-        host, port = self.api_server.server_address[:2]
-        host = str(host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}/v2"
+        return url(self.api_server, "/v2")
 
     @property
     def zone(self) -> str:
@@ -66,17 +59,6 @@ class ExoscaleSimulator:
             self._thread.join(timeout=5)
         self._log.close()
         self.store.close()
-
-    def __enter__(self) -> ExoscaleSimulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _credentials(store: Store, api_key: str | None, secret: str | None) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from stackfleet.simulator.exoscale import operations
 from stackfleet.simulator.exoscale.config import ExoscaleConfig
+from stackfleet.simulator.exoscale.errors import conflict
 from stackfleet.simulator.state import Doc, Tx
 
 
@@ -31,3 +32,11 @@ class Call:
         return operations.start(
             self.tx, self.now, self.config.operation_latency, command, link, resource_id, effect
         )
+
+    def new_name(self, kind: str, noun: str) -> str:
+        """The body's name for a new `kind`; 409 when one has it already, as exoscale refuses
+        a second security group (or anti-affinity group) of one name."""
+        name: str = self.body["name"]
+        if any(doc["name"] == name for doc in self.tx.all(kind)):
+            raise conflict(f"{noun} named {name!r} exists already")
+        return name

@@ -117,9 +117,7 @@ def anti_affinity_group_view(call: Call, doc: Doc) -> Doc:
 
 
 def create_anti_affinity_group(call: Call) -> Doc:
-    name = call.body["name"]
-    if any(g["name"] == name for g in call.tx.all(ANTI_AFFINITY_GROUP)):
-        raise conflict(f"an anti-affinity group named {name!r} exists already")
+    name = call.new_name(ANTI_AFFINITY_GROUP, "an anti-affinity group")
     group_id = str(uuid.uuid4())
     doc = {"id": group_id, "name": name, "description": call.body.get("description", "")}
     call.tx.put(ANTI_AFFINITY_GROUP, doc)

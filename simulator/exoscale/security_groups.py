@@ -44,9 +44,7 @@ def _view(call: Call, doc: Doc) -> Doc:
 
 
 def create_security_group(call: Call) -> Doc:
-    name = call.body["name"]
-    if any(g["name"] == name for g in call.tx.all(SECURITY_GROUP)):
-        raise conflict(f"a security group named {name!r} exists already")
+    name = call.new_name(SECURITY_GROUP, "a security group")
     group_id = str(uuid.uuid4())
     doc = {
         "id": group_id,

@@ -8,9 +8,7 @@ handler, validate the answer against the spec's 200 schema and log the verdict.
 from __future__ import annotations
 
 import json
-import socket
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +18,7 @@ from stackfleet.simulator.exoscale.config import ExoscaleConfig
 from stackfleet.simulator.exoscale.errors import ApiError, bad_request
 from stackfleet.simulator.exoscale.requestlog import RequestLog
 from stackfleet.simulator.exoscale.routes import HANDLERS, UNAUTHENTICATED
+from stackfleet.simulator.serving import ApiRequestHandler, BackendServer
 from stackfleet.simulator.state import Store
 
 
@@ -114,23 +113,8 @@ def _body(op: openapi.Operation, raw: bytes, entry: dict[str, Any]) -> dict[str,
     return document
 
 
-class ApiHandler(BaseHTTPRequestHandler):
+class ApiHandler(ApiRequestHandler):
     server: ExoscaleServer
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, delayed ACKs cost 40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the JSONL request log replaces the stderr access log
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
 
     def do_PUT(self) -> None:
         self._handle("PUT")
@@ -152,18 +136,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         )
         entry.update(status=status, client=self.client_address[0])
         backend.log.write(entry, started)
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send_raw(status, json.dumps(answer).encode(), "application/json")
 
 
-class ExoscaleServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
-        self.backend = backend
-        super().__init__(address, ApiHandler)
+class ExoscaleServer(BackendServer[Backend]):
+    handler_class = ApiHandler

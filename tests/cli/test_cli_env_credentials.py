@@ -9,32 +9,22 @@ credentials found as `cs` finds them. Controlled: the janitor's clock
 
 from __future__ import annotations
 
-import importlib.util
 import time as real_time
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sf_testkit import REPO, Workspace
+from sf_serve import serve
+from sf_testkit import Workspace
 
 SMALL = {"etcd": {"count": 1}, "control": {"count": 1}, "workers": {"count": 0}}
-
-
-def _serve_module() -> types.ModuleType:
-    """tests/simulator/sim_serve.py: how the suite runs `simulator serve` as a process."""
-    path = REPO / "tests" / "simulator" / "sim_serve.py"
-    spec = importlib.util.spec_from_file_location("sf_sim_serve_for_cli", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 def served(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The served cloud's credentials in the environment; cwd an empty folder (no spec)."""
-    with _serve_module().serve(tmp_path / "cloud.sqlite") as env:
+    with serve(tmp_path / "cloud.sqlite") as env:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         empty = tmp_path / "no-spec-here"

@@ -8,43 +8,11 @@ loopback, signed requests, SQLite state), a file:// state store. Simulated: the 
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any
-
 import pytest
-from sf_testkit import REPO, Workspace
+from sf_output_doc import documented, same_shape, shape
+from sf_testkit import Workspace
 
-DOC = (REPO / "docs" / "output.md").read_text()
 SMALL = {"etcd": {"count": 1}, "control": {"count": 1}, "workers": {"count": 1}}
-
-
-def documented(heading: str) -> Any:
-    """The first ```json block under `## <heading>`."""
-    section = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", DOC, re.M | re.S)
-    assert section, f"docs/output.md has no section '## {heading}'"
-    block = re.search(r"```json\n(.*?)```", section.group(1), re.S)
-    assert block, f"docs/output.md '## {heading}' has no json example"
-    return json.loads(block.group(1))
-
-
-def shape(value: Any) -> Any:
-    """Keys of objects, recursively; a list's shape is its first item's; scalars vanish."""
-    if isinstance(value, dict):
-        return {key: shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return None
-
-
-def same_shape(doc: Any, real: Any, where: str = "") -> None:
-    if isinstance(doc, dict):
-        assert isinstance(real, dict), where
-        assert sorted(doc) == sorted(real), f"{where or 'top'}: keys differ"
-        for key in doc:
-            same_shape(doc[key], real[key], f"{where}.{key}")
-    elif isinstance(doc, list) and doc and real:
-        same_shape(doc[0], real[0], f"{where}[0]")
 
 
 def test_the_shape_checker_notices_a_missing_key() -> None:

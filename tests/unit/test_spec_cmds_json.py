@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
-from sf_testkit import REPO, Workspace
+from sf_output_doc import documented, shape
+from sf_testkit import Workspace
 
 # How yaml-language-server finds the schema: a `# yaml-language-server: $schema=...`
 # comment; a relative path is resolved against the YAML file's folder.
@@ -156,42 +156,23 @@ def test_render_json(ws: Workspace) -> None:
     assert one["bytes"] == len(one["document"].encode())
 
 
-def documented(command: str) -> Any:
-    """The first ```json block under docs/output.md's `## `command`` heading."""
-    text = (REPO / "docs" / "output.md").read_text()
-    section = re.search(rf"^## `{command}`\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert section, f"docs/output.md has no section for {command}"
-    block = re.search(r"```json\n(.*?)```", section.group(1), re.S)
-    assert block, f"docs/output.md's {command} section has no JSON example"
-    return json.loads(block.group(1))
-
-
-def _keys(value: Any) -> Any:
-    """The keys of objects, through lists (a list's first item); scalars vanish."""
-    if isinstance(value, dict):
-        return {key: _keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_keys(value[0])] if value else []
-    return None
-
-
 def test_output_doc_shows_the_shapes_these_commands_print(ws: Workspace) -> None:
     path = ws.root / "stackfleet.yaml"
     init = ws.run("init", "-f", str(path), "-o", "json").json()
-    assert _keys(documented("init")) == _keys(init)
-    assert documented("init")["schema_id"] == init["schema_id"]
+    assert shape(documented("`init`")) == shape(init)
+    assert documented("`init`")["schema_id"] == init["schema_id"]
 
     ok = ws.run("validate", "-f", str(path), "-o", "json").json()
     bad = ws.run("validate", "-f", str(ws.spec("vj", ttl="1x")), "-o", "json").json()
-    doc = documented("validate")
-    assert _keys(doc)["nodes"] == _keys(ok)["nodes"]
-    assert _keys(doc)["problems"] == _keys(bad)["problems"]
+    doc = documented("`validate`")
+    assert shape(doc)["nodes"] == shape(ok)["nodes"]
+    assert shape(doc)["problems"] == shape(bad)["problems"]
     assert sorted(doc) == sorted(ok) == sorted(bad)
 
-    assert _keys(documented("render")) == _keys(
+    assert shape(documented("`render`")) == shape(
         ws.run("render", "-f", str(path), "-o", "json").json()[:1]
     )
-    schema = documented("schema")
+    schema = documented("`schema`")
     assert {k: schema[k] for k in ("$schema", "$id")} == {
         k: ws.run("schema").json()[k] for k in ("$schema", "$id")
     }
