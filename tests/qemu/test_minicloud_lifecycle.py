@@ -42,7 +42,7 @@ def _serve(state: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 def _boot_one_guest(values: dict[str, str]) -> None:
     from stackfleet.provisioners.cloudstack.connection import CloudStackAPI
-    from stackfleet.provisioners.credentials import Credentials
+    from stackfleet.provisioners.cloudstack.credentials import Credentials
 
     api = CloudStackAPI(
         Credentials(
