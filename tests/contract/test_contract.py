@@ -1,6 +1,6 @@
 """The provider contract: what the engine relies on, asserted the same for every provider.
 
-Every test runs once per row of conftest.PROVIDERS. Real: the engine's own create pipeline
+Every test runs once per row of sf_contract.PROVIDERS. Real: the engine's own create pipeline
 (provisioners/create.py) and teardown through each provider; for `cloudstack`, the
 CloudStack provider over HTTP to the embedded simulator (signed requests, async jobs,
 SQLite state). For `fake`: the in-memory cloud of tests/sf_fakecloud.py. Simulated: the VMs.
@@ -9,9 +9,9 @@ SQLite state). For `fake`: the in-memory cloud of tests/sf_fakecloud.py. Simulat
 from __future__ import annotations
 
 import pytest
-from conftest import Cloud
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from sf_contract import Cloud
 
 from stackfleet.errors import NotFound
 from stackfleet.provisioners import naming
