@@ -47,6 +47,9 @@ IDEMPOTENT = frozenset(
 )
 # How long one call keeps retrying while the cloud throttles it.
 THROTTLE_PATIENCE_S = 300.0
+# The window a throttling cloud counts requests in (CloudStack: api.throttling.interval,
+# 1 s by default), with a margin for the requests' travel.
+THROTTLE_WINDOW_S = 1.05
 _RETRY_AFTER = re.compile(r"retry after (\d+) ?ms", re.IGNORECASE)
 
 
@@ -80,6 +83,7 @@ class CloudStackAPI:
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         use_expiry: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """timeout_s / max_attempts: None takes the credentials' `timeout` / `retry` (cs's
         settings) when set, else 60 s / 6 attempts."""
@@ -101,16 +105,19 @@ class CloudStackAPI:
         self._max_attempts = max_attempts
         self._backoff_s = credentials.retry_backoff_s
         self._sleep = sleep
+        self._clock = clock
         # signature v3 `expires`: cs's `expiration` (seconds; negative: none).
         self._expiry_s = credentials.expiration_s if use_expiry else None
         self._always_post = credentials.method == "post"
         self._headers = dict(credentials.headers)
         self._local = threading.local()
         self.calls = 0  # every HTTP request sent, for benchmarks and tests
-        # Pacing once the cloud has throttled us: seconds between requests, next free slot.
-        self._spacing_s: float | None = None
+        # Once the cloud has throttled us: at most `_limit` requests in any window of
+        # THROTTLE_WINDOW_S (what we sent in the second before the first 429, less one),
+        # and nothing before `_next_slot` (the cloud's "retry after").
+        self._limit: int | None = None
         self._next_slot = 0.0
-        self._sent: deque[float] = deque(maxlen=256)  # recent send times
+        self._sent: deque[float] = deque(maxlen=256)  # send times (reserved ones too), in order
         self._count_lock = threading.Lock()
 
     @property
@@ -164,25 +171,29 @@ class CloudStackAPI:
     def _throttled(self, retry_after_s: float) -> None:
         """The cloud refused a request (429): from now on, send at the rate it allows.
 
-        The rate is estimated once, as what we sent in the last second (which the cloud
-        has just said is its limit); every thread then takes a slot in turn, so threads
-        do not wake together and get refused again."""
-        now = time.monotonic()
+        The limit is estimated once, as what we sent in the last window (which the cloud
+        has just said is its limit), less one. CloudStack counts requests in a window
+        (api.throttling.interval, a second by default): a burst under the limit still
+        goes at once, only the request past it waits for the window to move."""
+        now = self._clock()
         with self._count_lock:
-            if self._spacing_s is None:
-                recent = sum(1 for t in self._sent if t > now - 1.0)
-                self._spacing_s = 1.0 / max(recent - 1, 1)
+            if self._limit is None:
+                recent = sum(1 for t in self._sent if now - THROTTLE_WINDOW_S < t <= now)
+                self._limit = max(recent - 1, 1)
                 log.debug("throttled at about %d requests/s: pacing", recent)
             self._next_slot = max(self._next_slot, now + retry_after_s)
 
     def _pace(self) -> None:
+        """Take a send time (now, unless the estimated limit says later) and wait for it."""
         with self._count_lock:
-            now = time.monotonic()
-            self._sent.append(now)
-            if self._spacing_s is None:
-                return
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._spacing_s
+            now = self._clock()
+            slot = now
+            if self._limit is not None:
+                # Send times only grow, so the window before `slot` is the tail of _sent.
+                slot = max(now, self._next_slot, self._sent[-1] if self._sent else now)
+                if len(self._sent) >= self._limit:
+                    slot = max(slot, self._sent[-self._limit] + THROTTLE_WINDOW_S)
+            self._sent.append(slot)
         if slot > now:
             self._sleep(slot - now)
 
