@@ -463,19 +463,25 @@ def down(
     results = []
     with events() as shown, open_cloud(target, on_progress=shown.progress) as prov:
         names = expired_clusters(prov) if expired else [name]
-        if names and not expired:
-            live = prov.live_state(name)
-            if live.is_empty():
-                names = []
-                note(f"cluster {name}: nothing to delete")
+        # A question to ask: only about a cluster that exists. (With --yes the cloud is
+        # read once, under the lock, by the teardown itself.)
+        asking = names and not expired and not settings().yes
+        if asking and prov.live_state(name).is_empty():
+            names = []
         if names:
             confirm(f"Delete cluster(s) {', '.join(names)} and everything in them?")
         for cluster in names:
-            results.append(run_down(cluster, prov, shown, keep_local=keep_local))
+            result = run_down(cluster, prov, shown, keep_local=keep_local)
+            if not result.anything:
+                note(f"cluster {cluster}: nothing to delete")
+                continue
+            results.append(result)
             if not keep_local:  # the cloud is empty now: so goes the cluster's stored PKI
                 from stackfleet.statestore import forget
 
                 forget(cluster, spec.state if spec else None)
+        if not names and not expired:
+            note(f"cluster {name}: nothing to delete")
     data = [
         {
             "cluster": r.cluster,

@@ -45,8 +45,14 @@ def down(
     lock_max_age_s: float = 1800,
     keep_local: bool = False,
 ) -> DownResult:
+    """Delete the cluster, reading the cloud under the lock unless `live` was just read
+    there. A cluster the cloud holds nothing of is left alone, local state included
+    (`result.anything` is false)."""
     with cluster_lock(prov, cluster, lock_max_age_s):
-        return _down_locked(cluster, prov, events, live or prov.live_state(cluster), keep_local)
+        live = live or prov.live_state(cluster)
+        if live.is_empty():
+            return DownResult(cluster, 0, 0, 0, 0, 0)
+        return _down_locked(cluster, prov, events, live, keep_local)
 
 
 def _down_locked(

@@ -7,9 +7,10 @@ is here, the same for every cloud:
 - `Pipeline`: tasks in lanes (each lane has its own concurrency), tasks that wait for
   another operation (a gate), and a callback per round with the tasks that finished,
   which may add more tasks (deploy -> write userdata -> start, per VM).
-- The poll interval starts small, backs off to at most `max_interval_s`, and drops back
-  as soon as a round sees operations finish while others remain (operations of one batch
-  tend to finish together). Every wait has a deadline and says what it was waiting for.
+- The poll interval starts small, backs off to at most `max_interval_s` (and to at most a
+  tenth of the oldest pending operation's age), and drops back as soon as a round sees
+  operations finish while others remain (operations of one batch tend to finish
+  together). Every wait has a deadline and says what it was waiting for.
 - Progress is told in machines, never in tasks (a VM's deploy and start are two tasks,
   one machine): a pipeline that moves machines is given a `MachineCount`; one that does
   not (tags, rules) reports no count, and the display says what it waits for instead.
@@ -34,6 +35,10 @@ from stackfleet.provisioners.base import Progress
 T = TypeVar("T")
 # How many requests are sent at once when several operations are ready to start.
 SUBMIT_THREADS = 8
+# The poll interval stays under this share of the oldest pending operation's age, so a
+# finish is seen at most ~10% late however long the operations take (1 s at most, the
+# runner's max_interval_s), at a few requests a second.
+POLL_AGE_FRACTION = 0.1
 # "adopted:<id>": an operation that is already over (nothing to poll).
 DONE_PREFIX = "adopted:"
 
@@ -82,6 +87,10 @@ class Task:
 
 class OperationRunner(abc.ABC):
     """Submits operations (bounded) and polls them together; one per provider instance."""
+
+    # The poll interval's cap as a share of the oldest pending operation's age (None: only
+    # max_interval_s). For clouds whose round is one request whatever is pending.
+    poll_age_fraction: float | None = POLL_AGE_FRACTION
 
     def __init__(
         self,
@@ -183,6 +192,7 @@ class Pipeline:
         self.count = count
         self.queues: dict[str, deque[Task]] = {}
         self.inflight: dict[str, Task] = {}  # operation id -> task
+        self.since: dict[str, float] = {}  # operation id -> when it was submitted
         self.done: list[Task] = []
         self.total = 0
 
@@ -215,9 +225,11 @@ class Pipeline:
             ready = self._ready()
             if ready:
                 runner.submit_all(ready)
+                submitted = runner._clock()
                 for task in ready:
                     assert task.op_id is not None
                     self.inflight[task.op_id] = task
+                    self.since[task.op_id] = submitted
             waiting = any(self.queues.values())
             if not self.inflight and not waiting:
                 return self.done
@@ -236,6 +248,8 @@ class Pipeline:
             runner._sleep(min(interval, max(deadline - now, 0.0) + 0.01))
             pending = runner.poll(set(self.inflight) | gates)
             finished = [self.inflight.pop(j) for j in list(self.inflight) if j not in pending]
+            for task in finished:
+                self.since.pop(task.op_id or "", None)
             opened = bool(gates - pending)
             if finished or opened:
                 self.done.extend(finished)
@@ -243,5 +257,14 @@ class Pipeline:
                     self.on_round(self, finished)
                 interval = runner._first * 2
             else:
-                interval = min(interval * 1.6, runner._max)
+                interval = min(interval * 1.6, runner._max, self._age_cap(runner._clock()))
             self._report()
+
+    def _age_cap(self, now: float) -> float:
+        """The longest sensible wait before the next poll: a share of how long the oldest
+        pending operation has been running (with none, the runner's maximum)."""
+        fraction = self.runner.poll_age_fraction
+        if not self.inflight or fraction is None:
+            return self.runner._max
+        oldest = min(self.since.get(j, now) for j in self.inflight)
+        return max(self.runner._first * 2, fraction * (now - oldest))

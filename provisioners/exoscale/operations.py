@@ -50,6 +50,10 @@ class Effect:
 
 
 class ExoscaleOperations(OperationRunner):
+    # A round here costs a listing per kind and, every few rounds, a get-operation per
+    # pending operation: polling faster as operations age would multiply those calls.
+    poll_age_fraction = None
+
     def __init__(
         self,
         api: ExoscaleAPI,

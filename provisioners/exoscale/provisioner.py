@@ -298,9 +298,19 @@ class ExoscaleProvisioner(Provisioner):
 
     def live_state(self, cluster: str) -> LiveState:
         self._locate(cluster)
-        instances = self._instances({labels.label(CLUSTER_TAG): cluster})
+        # The five reads at once: one round trip instead of five.
+        instances, listed_groups, listed_keys, listed_spread, cluster_record = self._each(
+            lambda read: read(),
+            [
+                lambda: self._instances({labels.label(CLUSTER_TAG): cluster}),
+                lambda: self.api.call("list_security_groups").get("security-groups", []),
+                lambda: self.api.call("list_ssh_keys").get("ssh-keys", []),
+                lambda: self.api.call("list_anti_affinity_groups").get("anti-affinity-groups", []),
+                lambda: record.find(self.api, cluster),
+            ],
+        )
         groups = []
-        for sg in self.api.call("list_security_groups").get("security-groups", []):
+        for sg in listed_groups:
             if naming.role_from_group_name(cluster, sg["name"]) is None:
                 continue
             self._group_ids[sg["name"]] = sg["id"]
@@ -317,16 +327,16 @@ class ExoscaleProvisioner(Provisioner):
         key = naming.key_name(cluster)
         keys = [
             SSHKey(name=k["name"], fingerprint=k.get("fingerprint", ""))
-            for k in self.api.call("list_ssh_keys").get("ssh-keys", [])
+            for k in listed_keys
             if k["name"] == key
         ]
         spread_name = naming.spread_group_name(cluster)
         spread = []
-        for aag in self.api.call("list_anti_affinity_groups").get("anti-affinity-groups", []):
+        for aag in listed_spread:
             if aag["name"] == spread_name:
                 self._spread_ids[aag["name"]] = aag["id"]
                 spread.append(SpreadGroup(id=aag["id"], name=aag["name"]))
-        tags = record.merged(record.find(self.api, cluster))
+        tags = record.merged(cluster_record)
         return LiveState(
             cluster=cluster,
             machines=[self._machine(i) for i in instances],
