@@ -14,11 +14,15 @@ draft 7 (yaml-language-server) check what we check.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stackfleet import flavors, roles
@@ -234,7 +238,44 @@ SCHEMA: dict[str, Any] = {
 # --- the check ------------------------------------------------------------------------
 def schema_problems(data: Any) -> list[tuple[str, str]]:
     """(field path, message) for every field the schema refuses, the most telling one per
-    field (a wrong type before a bad pattern), in the order jsonschema finds them."""
+    field (a wrong type before a bad pattern), in the order jsonschema finds them.
+
+    A document that passed before, under this very schema and checker code, is not checked
+    again (see _pass_marker): importing jsonschema is a tenth of a second of every
+    command's start, and most commands read the spec an earlier one already checked."""
+    marker = _pass_marker(data)
+    if marker is not None and marker.exists():
+        return []
+    problems = _problems(data)
+    if marker is not None and not problems:
+        with contextlib.suppress(OSError):  # a read-only home only costs the next check
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+    return problems
+
+
+def _pass_marker(data: Any) -> Path | None:
+    """$STACKFLEET_HOME/cache/spec-passed/<hash of the document, the schema and the code
+    that checks it>: an empty file, made when that document passed. Any edit to the spec,
+    the schema or this module is another name. None for a document that cannot be hashed
+    (it is then simply checked)."""
+    from stackfleet import state
+
+    try:
+        document = json.dumps(data, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # keys of mixed types, dates, NaN: just check it
+        return None
+    digest = hashlib.sha256(_checker_fingerprint() + document.encode()).hexdigest()
+    return state.home() / "cache" / "spec-passed" / digest
+
+
+@functools.cache
+def _checker_fingerprint() -> bytes:
+    schema = json.dumps(SCHEMA, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(schema + Path(__file__).read_bytes()).digest()
+
+
+def _problems(data: Any) -> list[tuple[str, str]]:
     best: dict[str, tuple[int, str]] = {}
     for error in _validator().iter_errors(data):
         for path, rank, message in _explain(error):
