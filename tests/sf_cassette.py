@@ -83,5 +83,7 @@ def up_status_down(ws: Workspace, spec: Path, v: vcr.VCR, cassette: Path) -> Non
         down = ws.run("down", "-f", str(spec), "--yes", "-o", "json")
         assert down.exit_code == 0, down.stderr
         assert down.json()[0]["machines"] == 3
-        gone = ws.run("status", "-f", str(spec), "-o", "json").json()
+        after = ws.run("status", "-f", str(spec), "-o", "json")
+        assert after.exit_code == 0, after.stderr  # a replay short of answers says which here
+        gone = after.json()
         assert gone["exists"] is False
