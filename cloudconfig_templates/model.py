@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stackfleet.artifacts import ArtifactSet
 from stackfleet.errors import BadInput
+from stackfleet.etcd_timing import EtcdTiming
 from stackfleet.pki import ClusterPKI
 
 
@@ -35,6 +36,8 @@ class RenderInput:
     # The token workers join with when it is not the one `kubeadm init` made: a fresh one
     # for workers added to a running cluster (provisioners/k8s_admin.py). Never in a repr.
     join_token: str = field(default="", repr=False)
+    # The spec's `etcd:`, the same on every member.
+    etcd_timing: EtcdTiming = field(default_factory=EtcdTiming)
 
     def node(self, name: str) -> NodeInfo:
         for n in self.nodes:

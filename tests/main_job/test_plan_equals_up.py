@@ -258,6 +258,11 @@ REFUSED = [
     ({"os": "ubuntu"}, "error: os: flatcar -> ubuntu: "),
     ({"network": {"pod_cidr": "10.50.0.0/16"}}, "error: network.pod_cidr: 10.244.0.0/16 -> "),
     ({"network": {"service_cidr": "10.97.0.0/16"}}, "error: network.service_cidr: 10.96.0.0/12"),
+    # Made at etcd's default timing (not recorded as a tag: a cluster without it runs that).
+    (
+        {"etcd": {"heartbeat_ms": 500, "election_timeout_ms": 5000}},
+        "error: etcd.heartbeat_ms: 100 -> 500: etcd reads its timing when a member starts",
+    ),
 ]
 
 
@@ -322,3 +327,28 @@ def test_a_cluster_without_recorded_settings_is_accepted_and_tagged(ws: Workspac
                     kubernetes={"version": "1.33.5"})  # fmt: skip
     refused = ws.run("plan", "-f", str(newer))
     assert refused.exit_code == 2 and "kubernetes.version: 1.31.4 -> 1.33.5" in refused.stderr
+
+
+def test_a_cluster_made_with_tuned_etcd_timing_records_it_and_keeps_it(ws: Workspace) -> None:
+    """etcd timing other than the defaults is recorded on the cluster; plan = up then,
+    and going back to the defaults on the running cluster is refused, nothing changed."""
+    tuned = {"heartbeat_ms": 500, "election_timeout_ms": 5000}
+    spec = ws.spec("et", roles={"etcd": {"count": 1}, "workers": {"count": 0}}, etcd=tuned)
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "et-etcd"}
+    )[0]
+    tags = {t["key"]: t["value"] for t in group.get("tags", [])}
+    assert tags["stackfleet:etcd-heartbeat-ms"] == "500"
+    assert tags["stackfleet:etcd-election-timeout-ms"] == "5000"
+    assert ws.run("plan", "-f", str(spec), "--detailed-exitcode").exit_code == 0
+    default = ws.spec("et", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    before = len(ws.requests())
+    refused = ws.run("plan", "-f", str(default))
+    assert refused.exit_code == 2
+    assert (
+        refused.stderr.strip()
+        .splitlines()[0]
+        .startswith("error: etcd.heartbeat_ms: 500 -> 100: etcd reads its timing")
+    )
+    assert mutating(ws.requests()[before:]) == []

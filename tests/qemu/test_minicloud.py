@@ -86,6 +86,12 @@ class MiniCloud:
             "cloud": {"profile": "simulator", "zone": zone, "timeout_s": 900},
             "os": "ubuntu",
             "roles": {key: {"count": n, "offering": "Small"} for key, n in roles.items()},
+            # Emulated guests (TCG) run etcd at a small fraction of a real CPU's speed: at
+            # etcd's default 100 ms heartbeat its leader missed hundreds of heartbeats, the
+            # members re-elected every few minutes and burnt ~40% of a core each while
+            # idle, and a joining member took 12 min instead of 3. etcd's tuning guide's
+            # answer for slow members, as an operator would give it in the spec.
+            "etcd": {"heartbeat_ms": 500, "election_timeout_ms": 5000},
             "access": {"ssh_cidrs": [subnet], "api_cidrs": [subnet]},
             "artifacts": {
                 "base_url": f"http://{gateway}:{MIRROR_PORT}/",

@@ -47,6 +47,7 @@ FULL: dict[str, Any] = {
         "service_cidr": "10.96.0.0/12",
         "flannel_backend": "vxlan",
     },
+    "etcd": {"heartbeat_ms": 500, "election_timeout_ms": 5000},
     "access": {
         "ssh_cidrs": ["198.51.100.7/32"],
         "api_cidrs": ["198.51.100.0/24"],
