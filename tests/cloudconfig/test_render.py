@@ -90,6 +90,7 @@ def test_etcd_timing_is_rendered_into_every_member_only_when_set(
     assert validate_cluster(tuned, docs) == []
 
 
+@pytest.mark.parametrize("flavor", ["flatcar", "ubuntu"])
 def test_every_download_is_checked_by_sha256(render_input: Build, flavor: str):
     inp = render_input(flavor, etcd=1, workers=1)
     for name, text in render_cluster(inp).items():
