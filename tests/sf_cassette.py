@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import vcr
@@ -18,6 +19,8 @@ import yaml
 from sf_testkit import Workspace
 
 RECORD = os.environ.get("STACKFLEET_RECORD") == "1"
+# The replay's endpoint port (discard, nothing listens): vcrpy answers every request to it.
+REPLAY_PORT = 9
 
 
 def recorder(match_on: list[str], same_call: Callable[[Any, Any], None], **options: Any) -> vcr.VCR:
@@ -28,7 +31,16 @@ def recorder(match_on: list[str], same_call: Callable[[Any, Any], None], **optio
         decode_compressed_response=True,
         **options,
     )
-    v.register_matcher("same_call", same_call)
+
+    def ours_and_same(live: Any, recorded: Any) -> None:
+        # vcrpy patches HTTP for the whole process: a thread an earlier test left running
+        # (its reads to its own, closed simulator) would be answered from this cassette and
+        # take an answer this replay needs (CI saw it: "all 8 have been played back").
+        if not RECORD:
+            assert urlparse(live.uri).port == REPLAY_PORT
+        same_call(live, recorded)
+
+    v.register_matcher("same_call", ours_and_same)
     return v
 
 

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from stackfleet.errors import CloudError, LimitExceeded, WaitTimeout
@@ -161,11 +161,16 @@ class ExoscaleProvisioner(Provisioner):
         self.ops.close()
 
     def _each(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
-        """One call per item, sent together (bounded): exoscale has no batch calls."""
+        """One call per item, sent together (bounded): exoscale has no batch calls. The
+        first exception is raised once every call has ended: none outlives the step that
+        made it (a read still running after its command failed, or a create after it said
+        what it made)."""
         items = list(items)
         if len(items) <= 1:
             return [fn(i) for i in items]
-        return list(self._pool.map(fn, items))
+        futures = [self._pool.submit(fn, i) for i in items]
+        wait(futures)
+        return [f.result() for f in futures]
 
     def _background(
         self,

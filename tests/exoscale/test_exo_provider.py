@@ -311,3 +311,29 @@ def test_a_create_whose_answer_is_lost_is_not_sent_twice(flaky: ExoscaleAPI) -> 
     _Flaky.script = [(500, {"message": "boom"})] * 10
     with pytest.raises(CloudError, match="exoscale list-instances: boom"):
         flaky.call("list_instances")
+
+
+def test_a_failed_batch_raises_only_once_every_call_has_ended() -> None:
+    """exoscale has no batch calls, so the provider sends one call per item at once. When
+    one fails, the error comes only after the others have ended: no request of a failed
+    step is still running when the command reports it (one once outlived its test and was
+    answered from the next test's cassette). Real: the provider's own thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prov = ExoscaleProvisioner.__new__(ExoscaleProvisioner)  # only its pool is used
+    prov._pool = ThreadPoolExecutor(4)
+    ended: list[int] = []
+    release = threading.Event()
+
+    def call(i: int) -> int:
+        if i == 0:
+            raise CloudError("exoscale list-ssh-keys: refused")
+        release.wait(5)
+        ended.append(i)
+        return i
+
+    threading.Timer(0.2, release.set).start()
+    with pytest.raises(CloudError, match="refused"):
+        prov._each(call, range(4))
+    assert sorted(ended) == [1, 2, 3]
+    prov._pool.shutdown()

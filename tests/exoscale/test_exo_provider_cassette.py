@@ -27,6 +27,7 @@ import vcr
 import yaml
 from sf_cassette import (
     RECORD,
+    REPLAY_PORT,
     cassette_spec,
     pin_for_cassette,
     recorder,
@@ -99,7 +100,7 @@ def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("EXOSCALE_CONFIG", raising=False)
     if not RECORD:
         require_cassette(CASSETTE)
-        monkeypatch.setenv("EXOSCALE_API_ENDPOINT", "http://127.0.0.1:9/v2")
+        monkeypatch.setenv("EXOSCALE_API_ENDPOINT", f"http://127.0.0.1:{REPLAY_PORT}/v2")
         monkeypatch.setenv("EXOSCALE_API_KEY", "EXOreplay")
         monkeypatch.setenv("EXOSCALE_API_SECRET", "replay-secret")
         yield "ch-gva-2"

@@ -23,6 +23,7 @@ import vcr
 import yaml
 from sf_cassette import (
     RECORD,
+    REPLAY_PORT,
     cassette_spec,
     pin_for_cassette,
     recorder,
@@ -77,7 +78,7 @@ def cloud(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     pin_for_cassette(monkeypatch)
     if not RECORD:
         require_cassette(CASSETTE)
-        monkeypatch.setenv("CLOUDSTACK_ENDPOINT", "http://127.0.0.1:9/client/api")
+        monkeypatch.setenv("CLOUDSTACK_ENDPOINT", f"http://127.0.0.1:{REPLAY_PORT}/client/api")
         monkeypatch.setenv("CLOUDSTACK_KEY", "replay-key")
         monkeypatch.setenv("CLOUDSTACK_SECRET", "replay-secret")
         yield "sim-zrh-1"
