@@ -324,6 +324,16 @@ class Provisioner(abc.ABC):
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         """Set (or, with None, remove) cluster-wide tags such as the expiry."""
 
+    # Whether security groups carry tags (create_group's `tags`). A provider whose groups
+    # cannot (exoscale: no labels on them) finds them by name alone and sets this False.
+    group_tags: bool = True
+
+    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
+        """Add tags to an existing group: one a run killed between creating and tagging it
+        left bare (`list` finds clusters by their etcd group's tags). Only called when
+        `group_tags` is True."""
+        raise NotImplementedError(f"{type(self).__name__} has group_tags but no tag_group")
+
     # --- create primitives: the engine's create pipeline (provisioners/create.py) ---
     @abc.abstractmethod
     def begin_deploy(self, request: MachineRequest) -> str:

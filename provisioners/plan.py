@@ -100,6 +100,8 @@ class Plan:
     desired_rules: dict[str, set[Rule]] = field(default_factory=dict)
     # Registered, but with another key than the one this run logs in with: replaced.
     key_replace: bool = False
+    # Existing security groups missing their own tags (cluster, role): group id -> (name, tags).
+    groups_retag: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # Cluster tags (settings, CA fingerprints, expiry) the cloud lacks: "" = made by this run.
     cluster_tags_missing: dict[str, str] = field(default_factory=dict)
     # Spec changes the running cluster cannot take, each one line that says how to get there.
@@ -117,6 +119,10 @@ class Plan:
         elif self.key_replace:
             acts.append(Action("replace", "ssh-key", key, "registered with another public key"))
         acts += [Action("create", "group", g) for g in self.groups_missing]
+        acts += [
+            Action("tag", "group", name, ", ".join(f"{k}={v}" for k, v in tags.items()))
+            for name, tags in self.groups_retag.values()
+        ]
         for group, rules in self.rules.add.items():
             acts += [Action("create", "rule", group, r.describe()) for r in rules]
         acts += [Action("delete", "rule", rid) for rid in self.rules.revoke]
@@ -207,6 +213,21 @@ def machine_tag_changes(
     return changes
 
 
+def _groups_retag(spec: Spec, live: LiveState) -> dict[str, tuple[str, dict[str, str]]]:
+    """The cluster's groups that lack their own tags: a run killed between creating a
+    group and tagging it (two calls) leaves it bare, and nothing else would tag it."""
+    out = {}
+    for group in live.groups:
+        role = naming.role_from_group_name(spec.name, group.name)
+        if role is None:
+            continue
+        want = cluster_tags(spec, role)
+        lacking = {k: v for k, v in want.items() if group.tags.get(k) != v}
+        if lacking:
+            out[group.id] = (group.name, lacking)
+    return out
+
+
 def wanted_rules(spec: Spec) -> dict[str, set[Rule]]:
     access = Access(spec.ssh_cidrs, spec.api_cidrs, spec.nodeport_cidrs)
     roles = [r.role for r in spec.roles]
@@ -291,7 +312,7 @@ def make_plan(
     resolved = resolve(spec, prov)
     live = prov.live_state(spec.name)
     fingerprint = prov.key_fingerprint(public_key) if public_key else None
-    return diff(spec, resolved, live, fingerprint, ca_tags, ask_etcd(spec, live))
+    return diff(spec, resolved, live, fingerprint, ca_tags, ask_etcd(spec, live), prov.group_tags)
 
 
 def etcd_names(spec: Spec) -> list[str]:
@@ -320,9 +341,11 @@ def diff(
     key_fingerprint: str | None = None,
     ca_tags: dict[str, str] | None = None,
     etcd_view: EtcdView | None = None,
+    group_tags: bool = True,
 ) -> Plan:
     """`key_fingerprint`: that of the key `up` registers, None for a key not made yet.
-    `etcd_view`: what etcd said about its members (see ask_etcd)."""
+    `etcd_view`: what etcd said about its members (see ask_etcd). `group_tags`: whether
+    the provider's security groups carry tags (Provisioner.group_tags)."""
     desired = wanted_rules(spec)
     existing_groups = {g.name for g in live.groups}
     current_rules = {g.name: list(g.rules) for g in live.groups}
@@ -358,6 +381,7 @@ def diff(
         live=live,
         key_missing=not live.keys,
         groups_missing=[g for g in desired if g not in existing_groups],
+        groups_retag=_groups_retag(spec, live) if group_tags else {},
         rules=rules,
         spread_missing=bool(etcd and etcd.count > 1 and not live.spread_groups),
         machines_missing=missing,

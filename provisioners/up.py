@@ -79,7 +79,13 @@ def up(
         fingerprint = prov.key_fingerprint(operator.public_openssh)
         live = prov.live_state(spec.name)
         plan = diff(
-            spec, plan.resolved, live, fingerprint, local_ca_tags(spec.name), plan.etcd_view
+            spec,
+            plan.resolved,
+            live,
+            fingerprint,
+            local_ca_tags(spec.name),
+            plan.etcd_view,
+            prov.group_tags,
         )
         plan.check()
         if plan.is_empty():
@@ -166,6 +172,9 @@ def _apply(
         role = naming.role_from_group_name(spec.name, group) or "unknown"
         events.phase(f"creating security group {group}")
         prov.create_group(group, f"stackfleet {spec.name}: {role}", cluster_tags(spec, role))
+    for group_id, (group, tags) in plan.groups_retag.items():
+        events.phase(f"tagging security group {group} (a run stopped before it could)")
+        prov.tag_group(group_id, tags)
     # The cluster's settings before any machine exists: a run killed later leaves them
     # recorded, and the next plan compares the spec with them. (The CA fingerprints are
     # recorded by the state store's guard around `up`, the expiry at the end.)

@@ -253,6 +253,10 @@ class FakeProvisioner(Provisioner):
         self.cloud.group_tags.setdefault(found.id, {}).update(tags)
         return found
 
+    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
+        self._call(f"tag_group {group_id}")
+        self.cloud.group_tags.setdefault(group_id, {}).update(tags)
+
     def _group_named(self, name: str) -> Group:
         for g in self.cloud.groups.values():
             if g.name == name:

@@ -304,6 +304,9 @@ class CloudStackProvisioner(Provisioner):
         self._tag("SecurityGroup", [sg["id"]], tags)
         return Group(id=sg["id"], name=sg["name"], tags=dict(tags))
 
+    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
+        self._tag("SecurityGroup", [group_id], tags)
+
     def change_rules(
         self,
         additions: Mapping[str, Sequence[Rule]],

@@ -119,6 +119,7 @@ def _status(exc: CloudError) -> int:
 
 class ExoscaleProvisioner(Provisioner):
     userdata_rule = userdata.RULE
+    group_tags = False  # security groups have no labels: found by name
 
     def __init__(
         self,

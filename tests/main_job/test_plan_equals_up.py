@@ -40,6 +40,7 @@ CALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("bootstrap", "machine"): ("updateVirtualMachine", "startVirtualMachine", "createTags"),
     ("start", "machine"): ("startVirtualMachine",),
     ("tag", "cluster"): ("createTags", "deleteTags"),
+    ("tag", "group"): ("createTags",),
 }
 
 
@@ -352,3 +353,24 @@ def test_a_cluster_made_with_tuned_etcd_timing_records_it_and_keeps_it(ws: Works
         .startswith("error: etcd.heartbeat_ms: 500 -> 100: etcd reads its timing")
     )
     assert mutating(ws.requests()[before:]) == []
+
+
+def test_a_group_left_without_its_tags_is_tagged_as_planned(ws: Workspace) -> None:
+    """A run killed between creating a security group and tagging it (two calls) leaves
+    it bare: `list`, which finds clusters by their etcd group's tags, lost the cluster
+    (CI's kill trials hit it). The next plan shows the tags; up puts them back."""
+    spec = ws.spec("bare", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "bare-etcd"}
+    )[0]
+    sim_call(ws, "deleteTags", {"resourcetype": "SecurityGroup", "resourceids": group["id"],
+                                "tags[0].key": "stackfleet:cluster",
+                                "tags[1].key": "stackfleet:role"})  # fmt: skip
+    listed = ws.run("list", "--profile", "simulator", "-o", "json").json()
+    assert [c for c in listed if c["name"] == "bare"] == []
+    actions = plan_then_up(ws, spec)
+    assert kinds(actions) == {("tag", "group")}
+    assert actions[0]["name"] == "bare-etcd"
+    listed = ws.run("list", "--profile", "simulator", "-o", "json").json()
+    assert [c["machines"] for c in listed if c["name"] == "bare"] == [2]  # etcd, control
