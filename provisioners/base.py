@@ -325,7 +325,7 @@ class Provisioner(abc.ABC):
         """Set (or, with None, remove) cluster-wide tags such as the expiry."""
 
     # Whether security groups carry tags (create_group's `tags`). A provider whose groups
-    # cannot (exoscale: no labels on them) finds them by name alone and sets this False.
+    # cannot (a cloud whose groups take no labels) finds them by name alone and says False.
     group_tags: bool = True
 
     def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
