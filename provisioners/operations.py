@@ -25,7 +25,7 @@ import abc
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -163,13 +163,19 @@ class OperationRunner(abc.ABC):
             return [call() for call in calls]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="stackfleet-api")
-        futures = [self._pool.submit(call) for call in calls]
-        wait(futures)
-        return [f.result() for f in futures]
+        return all_ended(self._pool, calls)
 
     def report(self, what: str, done: int, total: int) -> None:
         if self._on_progress is not None:
             self._on_progress(what, done, total)
+
+
+def all_ended(pool: Executor, calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run `calls` on `pool`; their results in order. The first exception is raised only
+    once every call has ended: no request outlives the step that made it."""
+    futures = [pool.submit(call) for call in calls]
+    wait(futures)
+    return [f.result() for f in futures]
 
 
 class Pipeline:

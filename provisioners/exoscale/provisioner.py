@@ -23,6 +23,7 @@ waited for together by settle().
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -30,7 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from stackfleet.errors import CloudError, LimitExceeded, WaitTimeout
@@ -66,6 +67,7 @@ from stackfleet.provisioners.operations import (
     MachineCount,
     OperationRunner,
     Task,
+    all_ended,
     already_done,
 )
 from stackfleet.roles import ROLES
@@ -162,16 +164,12 @@ class ExoscaleProvisioner(Provisioner):
         self.ops.close()
 
     def _each(self, fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
-        """One call per item, sent together (bounded): exoscale has no batch calls. The
-        first exception is raised once every call has ended: none outlives the step that
-        made it (a read still running after its command failed, or a create after it said
-        what it made)."""
+        """One call per item, sent together (bounded): exoscale has no batch calls. Errors
+        come once all have ended (all_ended): a read must not outlive its failed command."""
         items = list(items)
         if len(items) <= 1:
             return [fn(i) for i in items]
-        futures = [self._pool.submit(fn, i) for i in items]
-        wait(futures)
-        return [f.result() for f in futures]
+        return all_ended(self._pool, [functools.partial(fn, i) for i in items])
 
     def _background(
         self,
