@@ -185,7 +185,8 @@ SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "description": "etcd's raft timing: raise both where round trips or disks are "
-            "slow (etcd's tuning guide); the election timeout is 5-50 heartbeats' worth",
+            "slow (etcd's tuning guide); the election timeout is at least 5 heartbeats and "
+            "at most 50 s",
             "properties": {
                 "heartbeat_ms": {
                     "type": "integer",
