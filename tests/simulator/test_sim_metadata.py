@@ -57,21 +57,31 @@ def namespaces() -> Iterator[list[str]]:
 
 
 def _fetch(ns: str, url: str, header: str | None = None) -> tuple[int, str]:
+    # The stand-in for cloud-init retries a request that did not connect, for a bounded time,
+    # as cloud-init's CloudStack datasource does (url_helper.wait_for_url): a guest asks before
+    # its path to the router is certain. An HTTP answer, whatever its status, is final.
     code = (
-        "import sys, urllib.request, urllib.error\n"
+        "import sys, time, urllib.request, urllib.error\n"
         "req = urllib.request.Request(sys.argv[1])\n"
         "if len(sys.argv) > 2: req.add_header('DomU_Request', sys.argv[2])\n"
-        "try:\n"
-        "    r = urllib.request.urlopen(req, timeout=5)\n"
-        "    print(r.status); print(r.read().decode(), end='')\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    print(e.code)\n"
+        "deadline = time.monotonic() + 30\n"
+        "while True:\n"
+        "    try:\n"
+        "        r = urllib.request.urlopen(req, timeout=5)\n"
+        "        print(r.status); print(r.read().decode(), end=''); break\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        print(e.code); break\n"
+        "    except OSError as e:\n"
+        "        print(f'no answer yet: {e!r}', file=sys.stderr)\n"
+        "        if time.monotonic() > deadline: raise\n"
+        "        time.sleep(0.5)\n"
     )
     args = ["ip", "netns", "exec", ns, sys.executable, "-c", code, url]
     if header:
         args.append(header)
-    out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=True).stdout
-    status, _, body = out.partition("\n")
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{url} from {ns}: exit {done.returncode}\n{done.stderr}"
+    status, _, body = done.stdout.partition("\n")
     return int(status), body
 
 
