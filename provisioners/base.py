@@ -14,7 +14,7 @@ re-implements that order.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -276,10 +276,17 @@ class Provisioner(abc.ABC):
 
     @abc.abstractmethod
     def tag_machines(
-        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+        self,
+        ids: Sequence[str],
+        tags: Mapping[str, str],
+        verify: bool = True,
+        replacing: Collection[str] = (),
     ) -> None:
         """Set tags; may return before the cloud has (settle() waits). `verify`: settle()
-        also makes sure they were set (without: a later read finds them, or a re-run)."""
+        also makes sure they were set (without: a later read finds them, or a re-run).
+        `replacing`: the keys of `tags` that some of these machines carry already, with
+        another value (the caller read them): a cloud that writes a tag once (no update
+        in place) takes the old ones away first."""
 
     @abc.abstractmethod
     def set_userdata(self, userdata: Mapping[str, str]) -> None:
@@ -328,9 +335,12 @@ class Provisioner(abc.ABC):
     # cannot (a cloud whose groups take no labels) finds them by name alone and says False.
     group_tags: bool = True
 
-    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
-        """Add tags to an existing group: one a run killed between creating and tagging it
-        left bare (`list` finds clusters by their etcd group's tags). Only called when
+    def tag_group(
+        self, group_id: str, tags: Mapping[str, str], replacing: Collection[str] = ()
+    ) -> None:
+        """Set tags on an existing group: one a run killed between creating and tagging it
+        left bare (`list` finds clusters by their etcd group's tags), or one whose tags
+        were changed by hand (`replacing`: as for tag_machines). Only called when
         `group_tags` is True."""
         raise NotImplementedError(f"{type(self).__name__} has group_tags but no tag_group")
 

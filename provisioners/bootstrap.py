@@ -221,7 +221,12 @@ def finish(
                 machines.update({m.id: m for m in prov.start_machines([m.id for m in targets])})
         moved = [m for m in machines.values() if m.private_ip != rendered_ips.get(m.id)]
         if not moved:
-            prov.tag_machines(sorted(todo | {m.id for m in unfinished}), {BOOTSTRAP_TAG: "done"})
+            # Not those marked already (nodes re-rendered after a peer's IP changed): a
+            # tag is written once.
+            marked = {i for i, m in machines.items() if m.tags.get(BOOTSTRAP_TAG) == "done"}
+            done = sorted((todo | {m.id for m in unfinished}) - marked)
+            if done:
+                prov.tag_machines(done, {BOOTSTRAP_TAG: "done"})
             return list(machines.values())
         # A peer's IP changed across stop/start: every document naming it is stale.
         events.phase(f"IP changed on {', '.join(m.name for m in moved)}: rendering again")

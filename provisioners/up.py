@@ -172,9 +172,11 @@ def _apply(
         role = naming.role_from_group_name(spec.name, group) or "unknown"
         events.phase(f"creating security group {group}")
         prov.create_group(group, f"stackfleet {spec.name}: {role}", cluster_tags(spec, role))
+    live_group_tags = {g.id: g.tags for g in plan.live.groups}
     for group_id, (group, tags) in plan.groups_retag.items():
-        events.phase(f"tagging security group {group} (a run stopped before it could)")
-        prov.tag_group(group_id, tags)
+        events.phase(f"tagging security group {group} (its cluster and role tags)")
+        had = live_group_tags.get(group_id, {})
+        prov.tag_group(group_id, tags, replacing=[k for k in tags if had.get(k)])
     # The cluster's settings before any machine exists: a run killed later leaves them
     # recorded, and the next plan compares the spec with them. (The CA fingerprints are
     # recorded by the state store's guard around `up`, the expiry at the end.)
@@ -249,14 +251,17 @@ def _expiry(spec: Spec, plan: Plan) -> str | None:
 def _repair_tags(
     spec: Spec, prov: Provisioner, machines: list[Machine], expires: str | None, events: Events
 ) -> None:
-    """Give existing machines every tag they must carry (see plan.machine_tag_changes)."""
-    by_tags: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    """Give existing machines every tag they must carry (see plan.machine_tag_changes):
+    one call per set of tags and of keys whose old value goes (a renewed expiry)."""
+    Batch = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
+    batches: dict[Batch, list[str]] = {}
     for m, wanted in machine_tag_changes(spec, machines, expires):
-        by_tags.setdefault(tuple(sorted(wanted.items())), []).append(m.id)
-    if by_tags:
-        events.phase(f"tagging {sum(map(len, by_tags.values()))} VM(s)")
-    for pairs, ids in by_tags.items():
-        prov.tag_machines(sorted(ids), dict(pairs))
+        replacing = tuple(sorted(k for k in wanted if m.tags.get(k)))
+        batches.setdefault((tuple(sorted(wanted.items())), replacing), []).append(m.id)
+    if batches:
+        events.phase(f"tagging {sum(map(len, batches.values()))} VM(s)")
+    for (pairs, replacing), ids in batches.items():
+        prov.tag_machines(sorted(ids), dict(pairs), replacing=replacing)
 
 
 def _create_missing(

@@ -17,7 +17,7 @@ import hashlib
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -128,6 +128,19 @@ class _Runner(OperationRunner):
             del self.ops[op_id]
             op.on_done()
         return pending
+
+
+def _write_once(
+    have: dict[str, str], tags: Mapping[str, str], replacing: Collection[str], what: str
+) -> None:
+    """The strictest cloud's tags (CloudStack's): a key is written once, so a new value
+    for a key the resource has must be named in `replacing` (taken away first)."""
+    kept = {k: v for k, v in have.items() if k not in replacing}
+    clash = sorted(set(kept) & set(tags))
+    if clash:
+        raise CloudError(f"tag {clash[0]} already on {what}")
+    have.clear()
+    have.update({**kept, **tags})
 
 
 class FakeProvisioner(Provisioner):
@@ -253,9 +266,11 @@ class FakeProvisioner(Provisioner):
         self.cloud.group_tags.setdefault(found.id, {}).update(tags)
         return found
 
-    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
+    def tag_group(
+        self, group_id: str, tags: Mapping[str, str], replacing: Collection[str] = ()
+    ) -> None:
         self._call(f"tag_group {group_id}")
-        self.cloud.group_tags.setdefault(group_id, {}).update(tags)
+        _write_once(self.cloud.group_tags.setdefault(group_id, {}), tags, replacing, group_id)
 
     def _group_named(self, name: str) -> Group:
         for g in self.cloud.groups.values():
@@ -299,11 +314,15 @@ class FakeProvisioner(Provisioner):
         return found
 
     def tag_machines(
-        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+        self,
+        ids: Sequence[str],
+        tags: Mapping[str, str],
+        verify: bool = True,
+        replacing: Collection[str] = (),
     ) -> None:
         self._call(f"tag_machines {len(ids)} {sorted(tags)}")
         for machine_id in ids:
-            self.cloud.vms[machine_id].tags.update(tags)
+            _write_once(self.cloud.vms[machine_id].tags, tags, replacing, machine_id)
 
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         self._call("set_cluster_tags")

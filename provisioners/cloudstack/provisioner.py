@@ -13,7 +13,7 @@ import base64
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -304,8 +304,10 @@ class CloudStackProvisioner(Provisioner):
         self._tag("SecurityGroup", [sg["id"]], tags)
         return Group(id=sg["id"], name=sg["name"], tags=dict(tags))
 
-    def tag_group(self, group_id: str, tags: Mapping[str, str]) -> None:
-        self._tag("SecurityGroup", [group_id], tags)
+    def tag_group(
+        self, group_id: str, tags: Mapping[str, str], replacing: Collection[str] = ()
+    ) -> None:
+        self._tag("SecurityGroup", [group_id], tags, replacing=replacing)
 
     def change_rules(
         self,
@@ -417,11 +419,20 @@ class CloudStackProvisioner(Provisioner):
         ids: Sequence[str],
         tags: Mapping[str, str],
         check: bool = False,
+        replacing: Collection[str] = (),
     ) -> None:
         """Fire createTags without waiting: nothing in a run reads its own tags back (roles
         are remembered, names identify). `set_cluster_tags` for the lock waits for every
-        job fired so far in one shared round and reports a failed one with its error."""
+        job fired so far in one shared round and reports a failed one with its error.
+
+        CloudStack writes a tag once: createTags over a key the resource has (any value)
+        fails, and runs beside a deleteTags fired before it. So the `replacing` keys go
+        first, and the new values once that job has ended."""
         if not ids or not tags:
+            return
+        if replacing:
+            gone = self._untag(resource_type, ids, {k: None for k in replacing})
+            self.jobs.when_done([gone], lambda: self._tag(resource_type, ids, tags, check))
             return
         body = self.api.call(
             "createTags",
@@ -434,6 +445,18 @@ class CloudStackProvisioner(Provisioner):
             str(body["jobid"]), f"tags on {resource_type} {', '.join(ids)}", check=check
         )
 
+    def _untag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str | None]) -> str:
+        """Fire deleteTags (a key with None: whatever its value); its job id. Unchecked: the
+        createTags after it fails if a key is left, and nothing else depends on it."""
+        params: dict[str, str] = {"resourcetype": resource_type, "resourceids": ",".join(ids)}
+        for i, (key, value) in enumerate(sorted(tags.items())):
+            params[f"tags[{i}].key"] = key
+            if value is not None:
+                params[f"tags[{i}].value"] = value
+        jobid = str(self.api.call("deleteTags", params)["jobid"])
+        self.jobs.background(jobid, f"removing tags from {resource_type} {', '.join(ids)}", False)
+        return jobid
+
     def set_cluster_tags(self, cluster: str, tags: Mapping[str, str | None]) -> None:
         groups = self.api.list_all(
             "listSecurityGroups",
@@ -444,15 +467,12 @@ class CloudStackProvisioner(Provisioner):
             return
         sg = groups[0]
         current = _tags(sg)
-        stale = {k: current[k] for k, v in tags.items() if k in current and current[k] != v}
-        if stale:
-            body = self.api.call(
-                "deleteTags",
-                {"resourcetype": "SecurityGroup", "resourceids": sg["id"], **_tag_params(stale)},
-            )
-            self.jobs.background(str(body["jobid"]), "removing cluster tags")
         new = {k: v for k, v in tags.items() if v is not None and current.get(k) != v}
-        self._tag("SecurityGroup", [sg["id"]], new)
+        stale = {k for k, v in tags.items() if k in current and current[k] != v}
+        if new:
+            self._tag("SecurityGroup", [sg["id"]], new, replacing=stale)
+        elif stale:
+            self._untag("SecurityGroup", [sg["id"]], {k: current[k] for k in stale})
 
     # --- the lock: a security group, because CloudStack refuses a second of one name ---
     def take_lock(self, cluster: str, holder: str) -> str | None:
@@ -589,9 +609,13 @@ class CloudStackProvisioner(Provisioner):
         ]
 
     def tag_machines(
-        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+        self,
+        ids: Sequence[str],
+        tags: Mapping[str, str],
+        verify: bool = True,
+        replacing: Collection[str] = (),
     ) -> None:
-        self._tag("UserVm", ids, tags, check=verify)
+        self._tag("UserVm", ids, tags, check=verify, replacing=replacing)
 
     def _vms_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.api.list_all("listVirtualMachines", "virtualmachine", {"ids": ",".join(ids)})

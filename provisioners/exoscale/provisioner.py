@@ -30,7 +30,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -575,8 +575,13 @@ class ExoscaleProvisioner(Provisioner):
             raise refused or exc from None
 
     def tag_machines(
-        self, ids: Sequence[str], tags: Mapping[str, str], verify: bool = True
+        self,
+        ids: Sequence[str],
+        tags: Mapping[str, str],
+        verify: bool = True,
+        replacing: Collection[str] = (),
     ) -> None:
+        # Labels are one map, written whole: a key's new value simply replaces the old.
         new = labels.to_labels(tags)
         self._relabel(ids, lambda current: {**current, **new}, "labels", verify)
 

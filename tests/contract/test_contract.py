@@ -168,6 +168,32 @@ def test_the_engines_create_pipeline_runs_on_the_primitives(cloud: Cloud) -> Non
     assert {m.name for m in prov.machines_named(["ct-worker-2", "ct-none-9"])} == {"ct-worker-2"}
 
 
+def test_a_tag_named_as_replacing_takes_its_new_value_on_machines_and_groups(
+    cloud: Cloud,
+) -> None:
+    """A renewed expiry, a role tag put right: the engine names the keys whose old value
+    goes, and every provider ends with the new value (CloudStack deletes, then creates)."""
+    prov = cloud.prov
+    zone = _groundwork(cloud)
+    made = create_machines(prov, _requests(cloud, zone, {"worker": 2}, start=False))
+    ids = [m.id for m in made]
+    prov.tag_machines(ids, {"stackfleet:expires": "2030-01-01T00:00:00Z"})
+    prov.settle()
+    prov.tag_machines(
+        ids, {"stackfleet:expires": "2031-01-01T00:00:00Z"}, replacing=["stackfleet:expires"]
+    )
+    prov.settle()
+    for m in prov.live_state(CLUSTER).machines:
+        assert m.tags.get("stackfleet:expires") == "2031-01-01T00:00:00Z"
+        assert m.tags.get(ROLE_TAG) == "worker", "the other tags stay"
+    if prov.group_tags:
+        group = next(g for g in prov.live_state(CLUSTER).groups if g.name.endswith("-worker"))
+        prov.tag_group(group.id, {ROLE_TAG: "etcd"}, replacing=[ROLE_TAG])
+        prov.settle()
+        again = next(g for g in prov.live_state(CLUSTER).groups if g.id == group.id)
+        assert again.tags.get(ROLE_TAG) == "etcd" and again.tags.get(CLUSTER_TAG) == CLUSTER
+
+
 def test_stop_set_userdata_start_and_destroy(cloud: Cloud) -> None:
     prov = cloud.prov
     zone = _groundwork(cloud)

@@ -32,11 +32,11 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STACKFLEET_HOME", str(tmp_path / "home"))
 
 
-def _spec(etcd: int = 3, workers: int = 2) -> Spec:
+def _spec(etcd: int = 3, workers: int = 2, bootstrap: str = "auto") -> Spec:
     return parse_spec(
         {
             "name": "fk",
-            "cloud": {"zone": "fake-1", "concurrency": 3},
+            "cloud": {"zone": "fake-1", "concurrency": 3, "bootstrap": bootstrap},
             "os": "flatcar",
             "roles": {
                 "etcd": {"count": etcd},
@@ -94,6 +94,43 @@ def test_a_broken_machine_is_replaced_and_scaling_down_destroys_workers() -> Non
 
     up(_spec(workers=1), prov, Silent(), approve=lambda p: None)
     assert "fk-worker-2" not in _names(prov) and "fk-worker-1" in _names(prov)
+
+
+class NewAddressOnFirstStart(FakeProvisioner):
+    """A zone that gives one VM another IP the first time it is started again."""
+
+    def __init__(self, cloud: FakeCloud, name: str) -> None:
+        super().__init__(cloud)
+        self.moves = name
+
+    def begin_start(self, machine_id: str) -> str:
+        vm = self.cloud.vms[machine_id]
+        if vm.name == self.moves:
+            vm.ip, self.moves = self.cloud.new_ip(), ""
+        return super().begin_start(machine_id)
+
+
+def test_a_new_nodes_changed_ip_rerenders_every_node_and_marks_only_the_new_one() -> None:
+    """The reboot strategy writes the final userdata and starts the VM; if its IP changed,
+    every document naming it is stale, so every node is rewritten. The nodes marked
+    bootstrapped before keep their mark (a tag is written once: marking them again failed
+    the run on CloudStack)."""
+    cloud = FakeCloud()
+    up(_spec(bootstrap="reboot"), FakeProvisioner(cloud), Silent())
+    before = {vm.name: vm.ip for vm in cloud.vms.values()}
+    prov = NewAddressOnFirstStart(cloud, "fk-worker-3")
+    calls = len(cloud.calls)
+    up(_spec(workers=3, bootstrap="reboot"), prov, Silent())
+    moved = next(vm for vm in cloud.vms.values() if vm.name == "fk-worker-3")
+    assert moved.ip not in before.values() and moved.ip in moved.userdata
+    # The new node's final userdata, then (its IP changed) every node's.
+    assert [c for c in cloud.calls[calls:] if c.startswith("set_userdata")] == [
+        "set_userdata 1",
+        "set_userdata 7",
+    ]
+    assert {vm.name: vm.ip for vm in cloud.vms.values() if vm.name in before} == before
+    assert all(vm.tags.get(BOOTSTRAP_TAG) == "done" for vm in cloud.vms.values())
+    assert up(_spec(workers=3, bootstrap="reboot"), prov, Silent()).plan.is_empty()
 
 
 def test_a_failed_deploy_is_destroyed_and_tried_again() -> None:
