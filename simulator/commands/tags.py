@@ -61,10 +61,22 @@ def create_tags(ctx: Ctx) -> Inner:
 
 @effect("createTags")
 def apply_create(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
+    """All or nothing, and never over a key the resource already has, whatever its value:
+    resource_tags is unique on (resource, type, key) in a case-blind collation, and
+    TaggedResourceManagerImpl writes every pair in one transaction. Changing a value is
+    deleteTags, then createTags."""
     p = job["params"]
-    for rid in p["ids"]:
-        if tx.get(TAGGABLE[p["type"]], rid) is None:
-            continue  # the resource went away while the job waited
+    live = [rid for rid in p["ids"] if tx.get(TAGGABLE[p["type"]], rid) is not None]
+    for rid in live:  # ids gone while the job waited are skipped
+        have = {t["key"].lower() for t in tags_for(tx, p["type"], rid)}
+        for pair in p["tags"]:
+            if pair["key"].lower() in have:
+                raise errors.ApiError(
+                    errors.INTERNAL_ERROR,
+                    f"tag {pair['key']} already on {p['type']} with id {rid}",
+                    errors.CS_CLOUD_RUNTIME,
+                )
+    for rid in live:
         for pair in p["tags"]:
             tx.put(
                 "tag",
@@ -92,8 +104,9 @@ def apply_delete(tx: Tx, job: Doc, when: float) -> dict[str, Any]:
     for t in tx.all("tag"):
         if t["resourcetype"] != p["type"] or t["resourceid"] not in p["ids"]:
             continue
-        if p["tags"] and not any(
-            pair["key"] == t["key"] and pair.get("value") in (None, "", t["value"])
+        if p["tags"] and not any(  # keys and values compared case-blind, as CloudStack does
+            pair["key"].lower() == t["key"].lower()
+            and (pair.get("value") or "").lower() in ("", t["value"].lower())
             for pair in p["tags"]
         ):
             continue

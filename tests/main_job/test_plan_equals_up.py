@@ -40,7 +40,7 @@ CALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("bootstrap", "machine"): ("updateVirtualMachine", "startVirtualMachine", "createTags"),
     ("start", "machine"): ("startVirtualMachine",),
     ("tag", "cluster"): ("createTags", "deleteTags"),
-    ("tag", "group"): ("createTags",),
+    ("tag", "group"): ("createTags", "deleteTags"),
 }
 
 
@@ -374,3 +374,23 @@ def test_a_group_left_without_its_tags_is_tagged_as_planned(ws: Workspace) -> No
     assert actions[0]["name"] == "bare-etcd"
     listed = ws.run("list", "--profile", "simulator", "-o", "json").json()
     assert [c["machines"] for c in listed if c["name"] == "bare"] == [2]  # etcd, control
+
+
+def test_a_group_whose_role_tag_was_changed_by_hand_gets_its_own_back(ws: Workspace) -> None:
+    """A group tag with a wrong value: CloudStack writes a tag once (createTags over a key
+    the group has fails), so up takes the wrong one away, then writes the right one."""
+    spec = ws.spec("hand", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "hand-etcd"}
+    )[0]
+    where = {"resourcetype": "SecurityGroup", "resourceids": group["id"]}
+    sim_call(ws, "deleteTags", {**where, "tags[0].key": "stackfleet:role"})
+    sim_call(ws, "createTags", {**where, "tags[0].key": "stackfleet:role",
+                                "tags[0].value": "worker"})  # fmt: skip
+    actions = plan_then_up(ws, spec)
+    assert kinds(actions) == {("tag", "group")}
+    group = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "hand-etcd"}
+    )[0]
+    assert {t["key"]: t["value"] for t in group["tags"]}["stackfleet:role"] == "etcd"

@@ -10,6 +10,7 @@ CLI's back (as a killed run or an operator would leave them) and to read userdat
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,10 @@ class Cloud:
         for i, (key, value) in enumerate(sorted(tags.items())):
             params[f"tags[{i}].key"] = key
             params[f"tags[{i}].value"] = value
-        self.api.call(command, params)
+        jobid = self.api.call(command, params)["jobid"]
+        # Done when the job is (the jobs of two calls may otherwise run in either order).
+        while self.api.call("queryAsyncJobResult", {"jobid": jobid})["jobstatus"] == 0:
+            time.sleep(0.02)
 
 
 def _tags(vm: dict[str, Any]) -> dict[str, str]:
@@ -74,7 +78,9 @@ def test_lost_machine_tags_show_in_plan_and_up_repairs_them(ws: Workspace) -> No
         bare = ["tg-etcd-2", "tg-control-1", "tg-worker-3", "tg-worker-5"]
         gone = {k: v for k, v in _tags(vms["tg-etcd-2"]).items() if k != BOOT}
         cloud.tag_job("deleteTags", [vms[n]["id"] for n in bare], gone)
-        # And a wrong role (an operator's slip), and a missing expiry.
+        # And a wrong role (an operator's slip: a tag is written once, so delete, create),
+        # and a missing expiry.
+        cloud.tag_job("deleteTags", [vms["tg-worker-1"]["id"]], {ROLE: ""})
         cloud.tag_job("createTags", [vms["tg-worker-1"]["id"]], {ROLE: "etcd"})
         cloud.tag_job("deleteTags", [vms["tg-etcd-1"]["id"]], {EXPIRES: ""})
     damaged = {*bare, "tg-worker-1", "tg-etcd-1"}

@@ -12,7 +12,7 @@ import time as real_time
 import types
 
 import pytest
-from sf_cloud import leftovers
+from sf_cloud import inventory, leftovers
 from sf_testkit import Workspace
 
 SMALL = {"etcd": {"count": 1}, "control": {"count": 1}, "workers": {"count": 0}}
@@ -75,3 +75,24 @@ def test_bad_ttl_is_refused(ws: Workspace, ttl: str) -> None:
     assert result.exit_code == 2, (ttl, result.stderr)
     assert "ttl" in result.stderr and "Traceback" not in result.stderr
     assert ws.requests() == []
+
+
+def test_growing_renews_the_expiry_on_every_machine(ws: Workspace) -> None:
+    """Adding a machine renews a ttl cluster's expiry, on the cluster and on every VM.
+    The simulator refuses createTags over a key a VM already has, as CloudStack does
+    (resource_tags is unique on resource and key): `up` failed here, after the new VM was
+    made. A renewed tag is deleteTags of the old, then createTags of the new."""
+    spec = ws.spec("grow", roles=SMALL, ttl="2h")
+    assert ws.run("up", "-f", str(spec)).exit_code == 0
+    first = ws.run("status", "-f", str(spec), "-o", "json").json()["expires"]
+    real_time.sleep(1.1)  # the expiry has one-second resolution
+    bigger = ws.spec("grow", roles={**SMALL, "workers": {"count": 1}}, ttl="2h")
+    grown = ws.run("up", "-f", str(bigger))
+    assert grown.exit_code == 0, grown.stderr
+    renewed = ws.run("status", "-f", str(bigger), "-o", "json").json()["expires"]
+    assert renewed > first
+    vms = inventory(ws.home)["vms"]
+    assert len(vms) == 3
+    for vm in vms:
+        assert {t["key"]: t["value"] for t in vm["tags"]}["stackfleet:expires"] == renewed
+    assert ws.run("plan", "-f", str(bigger), "-o", "json").json()["actions"] == []

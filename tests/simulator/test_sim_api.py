@@ -256,6 +256,35 @@ def test_tags_filter_vms_and_security_group_rules(api: Api) -> None:
     assert api.wait(dup["jobid"])["jobstatus"] == 2
 
 
+def test_a_tag_is_written_once_and_a_failed_create_writes_nothing(api: Api) -> None:
+    """CloudStack's resource_tags is unique on (resource, type, key), case-blind, and
+    createTags writes all its pairs in one transaction (TaggedResourceManagerImpl)."""
+    vm = api.deploy("sim-gva-1", name="w1")
+
+    def tag(**pairs: str) -> dict[str, Any]:
+        params = {}
+        for i, (key, value) in enumerate(pairs.items()):
+            params[f"tags[{i}].key"], params[f"tags[{i}].value"] = key, value
+        job = api("createTags", resourcetype="UserVm", resourceids=vm["id"], **params)
+        return api.wait(job["jobid"])
+
+    def tags() -> dict[str, str]:
+        listed = api("listVirtualMachines", id=vm["id"])["virtualmachine"][0]
+        return {t["key"]: t["value"] for t in listed["tags"]}
+
+    assert tag(expires="2030")["jobstatus"] == 1
+    refused = tag(EXPIRES="2031", other="x")  # another value, the key in other case
+    assert refused["jobstatus"] == 2
+    assert refused["jobresult"]["errortext"] == f"tag EXPIRES already on UserVm with id {vm['id']}"
+    assert tags() == {"expires": "2030"}, "nothing of the failed job was written"
+    gone = api(
+        "deleteTags", resourcetype="UserVm", resourceids=vm["id"], **{"tags[0].key": "Expires"}
+    )
+    assert api.wait(gone["jobid"])["jobstatus"] == 1
+    assert tag(expires="2031", other="x")["jobstatus"] == 1
+    assert tags() == {"expires": "2031", "other": "x"}
+
+
 def test_pagination_counts_all_and_pages(api: Api) -> None:
     for i in range(5):
         api.deploy("sim-gva-1", name=f"p{i}", startvm="false")
