@@ -60,6 +60,10 @@ def say(line: str) -> None:
     print(f"[minicloud {time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
+# The spec's timeout_s: how long `up` waits for one thing (a boot, a joining etcd member).
+WAIT_S = 900
+
+
 @dataclass
 class MiniCloud:
     """One operator's workspace on the embedded simulator with the QEMU hypervisor."""
@@ -83,7 +87,7 @@ class MiniCloud:
         subnet = {"sim-zrh-1": "10.12.0.0/22", "sim-gva-1": "10.11.0.0/20"}[zone]
         data = {
             "name": name,
-            "cloud": {"profile": "simulator", "zone": zone, "timeout_s": 900},
+            "cloud": {"profile": "simulator", "zone": zone, "timeout_s": WAIT_S},
             "os": "ubuntu",
             "roles": {key: {"count": n, "offering": "Small"} for key, n in roles.items()},
             # Emulated guests (TCG) run etcd at a small fraction of a real CPU's speed: at

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import pytest
-from test_minicloud import SKIP, MiniCloud, say
+from test_minicloud import SKIP, WAIT_S, MiniCloud, say
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(2700)]
 if SKIP:
@@ -106,7 +106,11 @@ def _plan_then_up(cloud: MiniCloud, count: int) -> tuple[list[dict[str, str]], l
     actions: list[dict[str, str]] = json.loads(plan.stdout)["actions"]
     log = cloud.home / "simulator" / "requests.jsonl"
     before = len(log.read_text().splitlines())
-    up = cloud.cli("up", "-f", spec, "--yes", "-o", "json")
+    # `up` waits up to WAIT_S for each joining member in turn: give it that, and not kill
+    # a grow that is still within its own deadlines (3 -> 5 took 4-16 min on CI's guests).
+    joiners = sum(1 for a in actions if a["verb"] == "member-add")
+    limit = max(1200, 300 + joiners * WAIT_S)
+    up = cloud.cli("up", "-f", spec, "--yes", "-o", "json", timeout=limit)
     done = json.loads(up.stdout)
     assert done["changed"]
     assert done["actions"] == actions, (done["actions"], actions)
