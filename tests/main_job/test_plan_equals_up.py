@@ -120,6 +120,22 @@ def sim_call(ws: Workspace, command: str, params: dict[str, Any]) -> Any:
         sim.stop()
 
 
+def group_named(ws: Workspace, name: str) -> Any:
+    """The security group of that name, as the cloud lists it."""
+    listed = sim_call(
+        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": name}
+    )
+    return listed[0]
+
+
+def set_group_tag_by_hand(ws: Workspace, group_id: str, key: str, value: str) -> None:
+    """An operator's change of a group tag's value: CloudStack writes a tag once, so the
+    old one is deleted, then the new one created."""
+    where = {"resourcetype": "SecurityGroup", "resourceids": group_id}
+    sim_call(ws, "deleteTags", {**where, "tags[0].key": key})
+    sim_call(ws, "createTags", {**where, "tags[0].key": key, "tags[0].value": value})
+
+
 def kinds(actions: list[dict[str, str]]) -> set[tuple[str, str]]:
     return {(a["verb"], a["kind"]) for a in actions}
 
@@ -175,9 +191,7 @@ def test_a_lost_key_pair_a_revoked_rule_and_lost_tags_are_planned(ws: Workspace)
     assert kinds(plan_then_up(ws, spec)) == {("create", "rule")}
 
     vms = sim_call(ws, "listVirtualMachines", {"_key": "virtualmachine", "keyword": "rep"})
-    etcd = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "rep-etcd"}
-    )[0]
+    etcd = group_named(ws, "rep-etcd")
     vm = next(v for v in vms if v["name"] == "rep-worker-1")
     sim_call(
         ws,
@@ -289,16 +303,8 @@ def test_a_cluster_recorded_with_another_flannel_backend_is_refused(ws: Workspac
     # with it stands for one made by another version of stackfleet.
     spec = ws.spec("fb", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
     assert ws.run("up", "-f", str(spec)).exit_code == 0
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "fb-etcd"}
-    )[0]
-    tag = {"resourcetype": "SecurityGroup", "resourceids": group["id"]}
-    sim_call(ws, "deleteTags", {**tag, "tags[0].key": "stackfleet:flannel-backend"})
-    sim_call(
-        ws,
-        "createTags",
-        {**tag, "tags[0].key": "stackfleet:flannel-backend", "tags[0].value": "host-gw"},
-    )
+    group = group_named(ws, "fb-etcd")
+    set_group_tag_by_hand(ws, group["id"], "stackfleet:flannel-backend", "host-gw")
     before = len(ws.requests())
     plan = ws.run("plan", "-f", str(spec))
     assert plan.exit_code == 2
@@ -313,9 +319,7 @@ def test_a_cluster_recorded_with_another_flannel_backend_is_refused(ws: Workspac
 def test_a_cluster_without_recorded_settings_is_accepted_and_tagged(ws: Workspace) -> None:
     spec = ws.spec("old", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
     assert ws.run("up", "-f", str(spec)).exit_code == 0
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "old-etcd"}
-    )[0]
+    group = group_named(ws, "old-etcd")
     keys = ["kubernetes-version", "os", "pod-cidr", "service-cidr", "flannel-backend"]
     params = {f"tags[{i}].key": f"stackfleet:{k}" for i, k in enumerate(keys)}
     sim_call(ws, "deleteTags", {"resourcetype": "SecurityGroup", "resourceids": group["id"],
@@ -336,9 +340,7 @@ def test_a_cluster_made_with_tuned_etcd_timing_records_it_and_keeps_it(ws: Works
     tuned = {"heartbeat_ms": 500, "election_timeout_ms": 5000}
     spec = ws.spec("et", roles={"etcd": {"count": 1}, "workers": {"count": 0}}, etcd=tuned)
     assert ws.run("up", "-f", str(spec)).exit_code == 0
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "et-etcd"}
-    )[0]
+    group = group_named(ws, "et-etcd")
     tags = {t["key"]: t["value"] for t in group.get("tags", [])}
     assert tags["stackfleet:etcd-heartbeat-ms"] == "500"
     assert tags["stackfleet:etcd-election-timeout-ms"] == "5000"
@@ -361,9 +363,7 @@ def test_a_group_left_without_its_tags_is_tagged_as_planned(ws: Workspace) -> No
     (CI's kill trials hit it). The next plan shows the tags; up puts them back."""
     spec = ws.spec("bare", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
     assert ws.run("up", "-f", str(spec)).exit_code == 0
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "bare-etcd"}
-    )[0]
+    group = group_named(ws, "bare-etcd")
     sim_call(ws, "deleteTags", {"resourcetype": "SecurityGroup", "resourceids": group["id"],
                                 "tags[0].key": "stackfleet:cluster",
                                 "tags[1].key": "stackfleet:role"})  # fmt: skip
@@ -381,16 +381,9 @@ def test_a_group_whose_role_tag_was_changed_by_hand_gets_its_own_back(ws: Worksp
     the group has fails), so up takes the wrong one away, then writes the right one."""
     spec = ws.spec("hand", roles={"etcd": {"count": 1}, "workers": {"count": 0}})
     assert ws.run("up", "-f", str(spec)).exit_code == 0
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "hand-etcd"}
-    )[0]
-    where = {"resourcetype": "SecurityGroup", "resourceids": group["id"]}
-    sim_call(ws, "deleteTags", {**where, "tags[0].key": "stackfleet:role"})
-    sim_call(ws, "createTags", {**where, "tags[0].key": "stackfleet:role",
-                                "tags[0].value": "worker"})  # fmt: skip
+    group = group_named(ws, "hand-etcd")
+    set_group_tag_by_hand(ws, group["id"], "stackfleet:role", "worker")
     actions = plan_then_up(ws, spec)
     assert kinds(actions) == {("tag", "group")}
-    group = sim_call(
-        ws, "listSecurityGroups", {"_key": "securitygroup", "securitygroupname": "hand-etcd"}
-    )[0]
+    group = group_named(ws, "hand-etcd")
     assert {t["key"]: t["value"] for t in group["tags"]}["stackfleet:role"] == "etcd"
