@@ -64,11 +64,13 @@ def _tags(item: Mapping[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in item.get("tags", []) or []}
 
 
-def _tag_params(tags: Mapping[str, str]) -> dict[str, str]:
+def _tag_params(tags: Mapping[str, str | None]) -> dict[str, str]:
+    """CloudStack's tags[n].key/value; a None value is left out (deleteTags: any value)."""
     params = {}
     for i, (key, value) in enumerate(sorted(tags.items())):
         params[f"tags[{i}].key"] = key
-        params[f"tags[{i}].value"] = value
+        if value is not None:
+            params[f"tags[{i}].value"] = value
     return params
 
 
@@ -448,11 +450,7 @@ class CloudStackProvisioner(Provisioner):
     def _untag(self, resource_type: str, ids: Sequence[str], tags: Mapping[str, str | None]) -> str:
         """Fire deleteTags (a key with None: whatever its value); its job id. Unchecked: the
         createTags after it fails if a key is left, and nothing else depends on it."""
-        params: dict[str, str] = {"resourcetype": resource_type, "resourceids": ",".join(ids)}
-        for i, (key, value) in enumerate(sorted(tags.items())):
-            params[f"tags[{i}].key"] = key
-            if value is not None:
-                params[f"tags[{i}].value"] = value
+        params = {"resourcetype": resource_type, "resourceids": ",".join(ids), **_tag_params(tags)}
         jobid = str(self.api.call("deleteTags", params)["jobid"])
         self.jobs.background(jobid, f"removing tags from {resource_type} {', '.join(ids)}", False)
         return jobid
